@@ -1,0 +1,98 @@
+"""The ``.aec`` container: header, payload, CRC32.  Byte layout in docs/FORMAT.md.
+
+Every way a file can be wrong (not ours, newer version, truncated, corrupted,
+absurd dimensions) raises ``ContainerError`` with a one-line reason, and the
+dimensions are checked before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"\x89AEC"
+VERSION = 1
+_HEADER = struct.Struct(">4sB8sIIBBBI")  # magic, version, model id, width, height, channels, quality, flags, payload length
+HEADER_SIZE = _HEADER.size
+TRAILER_SIZE = 4  # CRC32
+OVERHEAD = HEADER_SIZE + TRAILER_SIZE
+
+FLAG_ALPHA = 1  # an 8-bit alpha plane follows the latent payload (zlib, lossless)
+KNOWN_FLAGS = FLAG_ALPHA
+CHANNELS = (1, 2, 3, 4)  # L, LA, RGB, RGBA
+
+
+class ContainerError(ValueError):
+    """A byte string that is not a valid ``.aec`` file."""
+
+
+@dataclass(frozen=True)
+class Header:
+    model_id: str  # 16 hex digits
+    width: int
+    height: int
+    channels: int
+    quality: int  # 1-based quality level, as the user gives it
+    flags: int = 0
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def pack(header: Header, payload: bytes) -> bytes:
+    """Header + payload + CRC32 of both."""
+    body = (
+        _HEADER.pack(
+            MAGIC,
+            VERSION,
+            bytes.fromhex(header.model_id),
+            header.width,
+            header.height,
+            header.channels,
+            header.quality,
+            header.flags,
+            len(payload),
+        )
+        + payload
+    )
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
+    """Parse and verify a container; return its header and payload."""
+    if len(data) < 4 or data[:4] != MAGIC:
+        raise ContainerError("not an aecompress file (bad magic bytes)")
+    if len(data) < 5:
+        raise ContainerError("file is truncated (header incomplete)")
+    if data[4] != VERSION:
+        raise ContainerError(f"format version {data[4]} is not supported (this aecompress reads version {VERSION})")
+    if len(data) < HEADER_SIZE:
+        raise ContainerError("file is truncated (header incomplete)")
+    _, _, mid, width, height, channels, quality, flags, length = _HEADER.unpack_from(data)
+    expected = HEADER_SIZE + length + TRAILER_SIZE
+    if len(data) < expected:
+        raise ContainerError(f"file is truncated ({len(data)} of {expected} bytes)")
+    if len(data) > expected:
+        raise ContainerError(f"file has {len(data) - expected} unexpected trailing bytes")
+    (crc,) = struct.unpack_from(">I", data, expected - TRAILER_SIZE)
+    if zlib.crc32(data[: expected - TRAILER_SIZE]) != crc:
+        raise ContainerError("file is corrupted (checksum mismatch)")
+    if width == 0 or height == 0:
+        raise ContainerError(f"invalid dimensions {width}x{height}")
+    if channels not in CHANNELS:
+        raise ContainerError(f"invalid channel count {channels}")
+    if quality == 0:
+        raise ContainerError("invalid quality 0")
+    if flags & ~KNOWN_FLAGS:
+        raise ContainerError(f"unknown flags {flags:#x} (made by a newer aecompress?)")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ContainerError(f"image is {width}x{height} ({width * height} pixels), over the limit of {max_pixels} pixels")
+    header = Header(mid.hex(), width, height, channels, quality, flags)
+    return header, data[HEADER_SIZE : HEADER_SIZE + length]
+
+
+def read_header(data: bytes) -> Header:
+    """Header fields of a complete, verified container (for ``info``)."""
+    return unpack(data)[0]

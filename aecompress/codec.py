@@ -1,0 +1,227 @@
+"""Image ⇄ bytes: padding, quality levels, alpha, the container (the public API).
+
+>>> from aecompress import load_model, encode_image, decode_image
+>>> model = load_model()                      # the shipped default model
+>>> data = encode_image("photo.png", model, quality=5)
+>>> image = decode_image(data, model)         # a PIL image
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import bitstream
+from .bitstream import ContainerError, Header
+from .entropy import FormatError, SymbolCoder, read_varint, write_varint
+from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
+from .model import DOWNSAMPLING
+from .modelfile import LoadedModel, ModelFileError
+from .modelfile import load_model as _load_model_file
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.safetensors"
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+class DecodeError(ValueError):
+    """A ``.aec`` file that cannot be decoded with the given model."""
+
+
+def default_model_path() -> Path:
+    return DEFAULT_MODEL
+
+
+@lru_cache(maxsize=8)
+def _cached_model(path: str, mtime_ns: int) -> LoadedModel:
+    return _load_model_file(path)
+
+
+def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
+    """Load a model file (cached); ``None`` or ``"default"`` is the shipped model."""
+    if path is None or str(path) == "default":
+        if not DEFAULT_MODEL.exists():
+            raise ModelFileError("no default model is installed with this copy of aecompress; pass -m MODEL")
+        path = DEFAULT_MODEL
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    return _cached_model(str(path), mtime)
+
+
+def default_quality(model: LoadedModel) -> int:
+    """The middle quality level (1-based)."""
+    return model.qualities // 2 + 1
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    header: Header
+    reconstruction: Picture | None = None  # what decode will return (same machine)
+    estimated_bits: float | None = None  # the model's own estimate: −Σ log₂ p of the coded symbols
+    payload_bytes: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Decoded:
+    picture: Picture
+    header: Header
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Codec:
+    """Encode and decode with one model; per-quality coders are built once and kept."""
+
+    def __init__(self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.model = model
+        self.net = model.net.eval().to(memory_format=torch.channels_last)
+        self.max_pixels = max_pixels
+        self._coders: dict[int, SymbolCoder] = {}
+
+    def coder(self, quality: int) -> SymbolCoder:
+        if quality not in self._coders:
+            M = self.net.preset.M
+            channels = np.arange((quality - 1) * M, quality * M)
+            self._coders[quality] = SymbolCoder(self.model.tables, channels)
+        return self._coders[quality]
+
+    def check_quality(self, quality: int) -> None:
+        if not 1 <= quality <= self.model.qualities:
+            raise ValueError(f"quality {quality} is out of range for this model (1–{self.model.qualities})")
+
+    @torch.inference_mode()
+    def encode(self, picture: Picture, quality: int | None = None, reconstruct: bool = True, estimate: bool = False) -> Encoded:
+        """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output)."""
+        quality = default_quality(self.model) if quality is None else quality
+        self.check_quality(quality)
+        if picture.width * picture.height > self.max_pixels:
+            raise ValueError(f"image is {picture.width}x{picture.height}, over the limit of {self.max_pixels} pixels")
+        timings = {}
+        t0 = time.perf_counter()
+        x = torch.tensor(picture.rgb()).permute(2, 0, 1)[None].float().div_(255.0)
+        q = torch.tensor([quality - 1])
+        H, W = picture.height, picture.width
+        ph, pw = -H % DOWNSAMPLING, -W % DOWNSAMPLING
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        y = torch.round(self.net.analysis(x.contiguous(memory_format=torch.channels_last), q))
+        symbols = y[0].to(torch.int64).numpy()
+        t1 = time.perf_counter()
+        latent = self.coder(quality).encode(symbols)
+        t2 = time.perf_counter()
+        flags, payload = 0, latent
+        if picture.alpha is not None:
+            flags = bitstream.FLAG_ALPHA
+            payload = write_varint(len(latent)) + latent + zlib.compress(picture.alpha.tobytes(), 9)
+        header = Header(self.model.model_id, W, H, picture.channels, quality, flags)
+        data = bitstream.pack(header, payload)
+        t3 = time.perf_counter()
+        timings.update(transform=t1 - t0, entropy=t2 - t1, container=t3 - t2)
+        result = Encoded(data, header, payload_bytes=len(latent), timings=timings)
+        if estimate:
+            index = self.net.channel_index(q)
+            result.estimated_bits = float(-torch.log2(self.net.density.likelihood(y, index)).sum())
+        if reconstruct:
+            t4 = time.perf_counter()
+            result.reconstruction = self._picture(self._synthesize(y, q, H, W), picture.channels, picture.alpha)
+            timings["reconstruct"] = time.perf_counter() - t4
+        return result
+
+    @torch.inference_mode()
+    def decode(self, data: bytes) -> Decoded:
+        """``.aec`` bytes → Picture; every problem is a one-line ``DecodeError``."""
+        t0 = time.perf_counter()
+        try:
+            header, payload = bitstream.unpack(data, self.max_pixels)
+        except ContainerError as exc:
+            raise DecodeError(str(exc)) from None
+        if header.model_id != self.model.model_id:
+            raise DecodeError(
+                f"file was encoded with model {header.model_id}, but model {self.model.model_id} is loaded (pass -m with the right model)"
+            )
+        if header.quality > self.model.qualities:
+            raise DecodeError(f"quality {header.quality} is out of range for this model (1–{self.model.qualities})")
+        H, W = header.height, header.width
+        shape = (self.net.preset.M, -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING))
+        alpha = None
+        try:
+            latent = payload
+            if header.flags & bitstream.FLAG_ALPHA:
+                n, pos = read_varint(payload, 0)
+                if pos + n > len(payload):
+                    raise FormatError("alpha section is missing")
+                latent = payload[pos : pos + n]
+                alpha = _inflate_exact(payload[pos + n :], H * W).reshape(H, W)
+            t1 = time.perf_counter()
+            symbols = self.coder(header.quality).decode(latent, shape)
+        except FormatError as exc:
+            raise DecodeError(str(exc)) from None
+        t2 = time.perf_counter()
+        y = torch.from_numpy(symbols).float()[None]
+        q = torch.tensor([header.quality - 1])
+        picture = self._picture(self._synthesize(y, q, H, W), header.channels, alpha)
+        t3 = time.perf_counter()
+        return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
+
+    def _synthesize(self, y: torch.Tensor, q: torch.Tensor, H: int, W: int) -> np.ndarray:
+        x_hat = self.net.synthesis(y.contiguous(memory_format=torch.channels_last), q)[0, :, :H, :W]
+        return x_hat.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+    @staticmethod
+    def _picture(rgb: np.ndarray, channels: int, alpha: np.ndarray | None) -> Picture:
+        if channels in (1, 2):
+            gray = np.clip(np.round(rgb.astype(np.float64) @ _LUMA), 0, 255).astype(np.uint8)[:, :, None]
+            return Picture(gray, alpha if channels == 2 else None)
+        return Picture(rgb, alpha if channels == 4 else None)
+
+
+def _inflate_exact(data: bytes, size: int) -> np.ndarray:
+    """zlib-inflate exactly ``size`` bytes, never more (no decompression bombs)."""
+    try:
+        d = zlib.decompressobj()
+        out = d.decompress(data, size + 1)
+        if len(out) != size or not d.eof or d.unused_data:
+            raise FormatError("alpha section is corrupt")
+    except zlib.error:
+        raise FormatError("alpha section is corrupt") from None
+    return np.frombuffer(out, np.uint8)
+
+
+@lru_cache(maxsize=8)
+def _codec_for(model: LoadedModel) -> Codec:
+    return Codec(model)
+
+
+def _as_picture(image) -> Picture:
+    if isinstance(image, Picture):
+        return image
+    if isinstance(image, Image.Image):
+        return from_pil(image)
+    if isinstance(image, np.ndarray):
+        return from_pil(Image.fromarray(image))
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(Path(image).read_bytes(), str(image))
+    raise TypeError(f"cannot encode a {type(image).__name__}")
+
+
+def encode_image(image, model: LoadedModel | None = None, quality: int | None = None) -> bytes:
+    """Encode a path, PIL image or uint8 array into ``.aec`` bytes."""
+    model = model or load_model()
+    return _codec_for(model).encode(_as_picture(image), quality, reconstruct=False).data
+
+
+def decode_image(data: bytes, model: LoadedModel | None = None) -> Image.Image:
+    """Decode ``.aec`` bytes into a PIL image (mode L, LA, RGB or RGBA)."""
+    model = model or load_model()
+    return _codec_for(model).decode(data).picture.to_pil()

@@ -1,0 +1,114 @@
+"""Model files: safetensors weights + integer entropy tables + JSON metadata.
+
+safetensors never runs code on load (no pickle).  The tables are built when the
+file is written, so a saved model is always ready to code.  The model id is a hash
+of every tensor (weights and tables): a ``.aec`` file names the model it needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .entropy import FormatError, Tables, build_tables
+from .model import AutoEncoder, Preset
+from .outputs import atomic_write
+
+FORMAT = "aecompress-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: missing, truncated, tampered, wrong kind."""
+
+
+@dataclass
+class LoadedModel:
+    """An autoencoder ready for coding, with its tables, id and metadata."""
+
+    net: AutoEncoder
+    tables: Tables
+    model_id: str
+    metadata: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def qualities(self) -> int:
+        return self.net.qualities
+
+
+def model_id_of(tensors: dict[str, torch.Tensor]) -> str:
+    """16 hex digits of SHA-256 over every tensor's name, shape, dtype and bytes."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None = None) -> str:
+    """Build the tables, write ``path`` atomically, return the model id."""
+    net = net.cpu().eval()
+    tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    tensors.update(build_tables(net.density).tensors())
+    mid = model_id_of(tensors)
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "preset": json.dumps(net.preset.to_dict()),
+        "model_id": mid,
+        "training": json.dumps(training or {}),
+    }
+    data = save(tensors, metadata=metadata)
+    atomic_write(Path(path), data)
+    return mid
+
+
+def load_model(path: str | os.PathLike) -> LoadedModel:
+    """Read a model file; every problem becomes a one-line ``ModelFileError``."""
+    path = Path(path)
+    try:
+        tensors = load_file(str(path))
+        with open(path, "rb") as fh:
+            header_len = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(header_len))
+        metadata = header.get("__metadata__") or {}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except (SafetensorError, ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not a readable model file ({str(exc).splitlines()[0][:120]})") from None
+    if metadata.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an aecompress model (safetensors without our metadata)")
+    if metadata.get("format_version") != str(FORMAT_VERSION):
+        raise ModelFileError(f"{path}: model format version {metadata.get('format_version')} is not supported")
+    try:
+        preset = Preset.from_dict(json.loads(metadata["preset"]))
+        net = AutoEncoder(preset)
+        weights = {k: v for k, v in tensors.items() if not k.startswith("tables.")}
+        net.load_state_dict(weights, strict=True)
+        tables = Tables.from_tensors(tensors)
+    except (KeyError, RuntimeError, ValueError, FormatError) as exc:
+        raise ModelFileError(f"{path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
+    mid = model_id_of(tensors)
+    if mid != metadata.get("model_id"):
+        raise ModelFileError(f"{path}: model file was modified (its content does not match its id)")
+    if tables.freqs.shape[0] != preset.M * len(preset.lambdas):
+        raise ModelFileError(f"{path}: entropy tables do not match the architecture")
+    return LoadedModel(net.eval(), tables, mid, {k: _maybe_json(v) for k, v in metadata.items()}, str(path))
+
+
+def _maybe_json(value: str):
+    try:
+        return json.loads(value)
+    except (ValueError, TypeError):
+        return value

@@ -1,0 +1,287 @@
+"""The training loop: random patches, mixed qualities, rate–distortion loss, checkpoints.
+
+``loss = λ·255²·MSE + bpp`` per sample, with each sample's quality level (and so
+its λ and gain vector) drawn at random, so one model learns every quality.
+Under ``torchrun`` the same loop runs with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .data import PatchSampler, find_images
+from .model import PRESETS, AutoEncoder, Preset
+from .modelfile import load_model, save_model
+from .outputs import atomic_write
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; recorded in checkpoints and in the model file."""
+
+    data: str
+    output: str
+    preset: str = "small"
+    lambdas: tuple[float, ...] | None = None  # None: the preset's ladder
+    steps: int | None = None
+    time_budget: float | None = None  # seconds
+    batch_size: int = 16
+    patch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 200
+    downscale: tuple[float, float] = (1.0, 1.0)
+    seed: int = 0
+    device: str = "auto"
+    checkpoint: str | None = None  # default: OUTPUT.ckpt
+    checkpoint_every: float = 300.0  # seconds
+    resume: str | None = None
+    init: str | None = None
+    threads: int | None = None
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start (bad data, bad checkpoint, bad device)."""
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '30m', '2h', '1h30m' → seconds."""
+    text = text.strip().lower()
+    total, number = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for ch in text:
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif ch in units and number:
+            total += float(number) * units[ch]
+            number = ""
+        else:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h)")
+    if number:
+        total += float(number)
+    if total <= 0:
+        raise ValueError(f"not a positive duration: {text!r}")
+    return total
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
+    """Linear warm-up, then cosine decay to 1% over the run (by steps or by time)."""
+    progress = 0.0
+    if cfg.steps:
+        progress = max(progress, step / cfg.steps)
+    if cfg.time_budget:
+        progress = max(progress, elapsed / cfg.time_budget)
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    return cfg.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+class _Distributed:
+    """Rank and world size under torchrun; a no-op in a single process."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    """Run training to ``cfg.steps`` / ``cfg.time_budget``; write the model; return its path."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    ddp = _Distributed(device)
+    if device.type == "cuda" and ddp.world > 1:
+        device = torch.device("cuda", ddp.local_rank)
+        torch.cuda.set_device(device)
+    output = Path(cfg.output)
+    ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else output.with_name(output.name + ".ckpt")
+
+    state = None
+    if cfg.resume:
+        try:
+            state = torch.load(cfg.resume, map_location="cpu", weights_only=True)
+            saved = state["config"]
+        except FileNotFoundError:
+            raise TrainingError(f"{cfg.resume}: no such checkpoint") from None
+        except Exception as exc:
+            raise TrainingError(f"{cfg.resume}: not a readable checkpoint ({str(exc).splitlines()[0][:100]})") from None
+        preset = Preset.from_dict(state["preset"])
+        for key in ("preset", "batch_size", "patch_size", "lr", "warmup", "downscale", "seed"):
+            setattr(cfg, key, saved[key])  # a resumed run continues the same recipe
+    elif cfg.init:
+        init_model = load_model(_default_path(cfg.init))
+        preset = init_model.net.preset
+    else:
+        if cfg.preset not in PRESETS:
+            raise TrainingError(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
+        preset = PRESETS[cfg.preset]
+    if cfg.lambdas and not cfg.resume:
+        if cfg.init and len(cfg.lambdas) != len(preset.lambdas):
+            raise TrainingError(f"--lambda needs {len(preset.lambdas)} values to fine-tune this model")
+        preset = Preset(preset.N, preset.M, tuple(cfg.lambdas))
+    if not cfg.steps and not cfg.time_budget:
+        raise TrainingError("give --steps or --time-budget (or both)")
+
+    torch.manual_seed(cfg.seed + ddp.rank)
+    random.seed(cfg.seed + ddp.rank)
+    paths = find_images(Path(cfg.data))
+    sampler = PatchSampler(paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank)
+    if sampler.skipped and ddp.main:
+        log(f"skipped {len(sampler.skipped)} unreadable file(s) of {len(paths)}")
+
+    net = AutoEncoder(preset)
+    if cfg.init and not cfg.resume:
+        net.load_state_dict(init_model.net.state_dict())
+    net = net.to(device).to(memory_format=torch.channels_last)  # faster convolutions on CPU
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, elapsed_before = 0, 0.0
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed"])
+        sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + step)
+    model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
+
+    lambdas = torch.tensor(preset.lambdas, device=device)
+    Q = len(preset.lambdas)
+    started = time.monotonic()
+    last_ckpt = started
+    interrupted = False
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - started
+
+    def write_checkpoint() -> None:
+        if not ddp.main:
+            return
+        payload = {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "elapsed": elapsed(),
+            "preset": preset.to_dict(),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        }
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write(ckpt_path, buffer.getvalue())
+
+    def on_sigterm(signum, frame):  # treat like Ctrl-C: save and stop
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, file=sys.stderr, dynamic_ncols=True, unit="step")
+    ema: dict[str, float] = {}
+    skipped_steps = 0
+    try:
+        while not _done(cfg, step, elapsed()):
+            lr = learning_rate(cfg, step, elapsed())
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = sampler.sample(cfg.batch_size).to(device).contiguous(memory_format=torch.channels_last)
+            quality = torch.randint(0, Q, (cfg.batch_size,), device=device)
+            x_hat, bits = model(x, quality)
+            mse = (x_hat - x).square().mean(dim=(1, 2, 3))
+            bpp = bits / (x.shape[2] * x.shape[3])
+            loss = (lambdas[quality] * 255**2 * mse + bpp).mean()
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):  # a rare bad batch must not poison the weights
+                skipped_steps += 1
+                continue
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            if ddp.main:
+                psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean().item()
+                for k, v in (("loss", loss.item()), ("bpp", bpp.mean().item()), ("psnr", psnr)):
+                    ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
+                bar.update(1)
+                if step % 10 == 0:
+                    bar.set_postfix(loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}", lr=f"{lr:.1e}")
+                if time.monotonic() - last_ckpt >= cfg.checkpoint_every:
+                    write_checkpoint()
+                    last_ckpt = time.monotonic()
+    except KeyboardInterrupt:
+        interrupted = True
+        if ddp.main:
+            bar.write("interrupted: saving checkpoint and model", file=sys.stderr)
+    finally:
+        bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    write_checkpoint()
+    if ddp.main:
+        summary = {
+            "data": os.path.basename(os.path.abspath(cfg.data)),
+            "images": len(sampler),
+            "steps": step,
+            "seconds": round(elapsed(), 1),
+            "batch_size": cfg.batch_size * ddp.world,
+            "patch_size": cfg.patch_size,
+            "downscale": list(cfg.downscale),
+            "lr": cfg.lr,
+            "device": str(device),
+            "processes": ddp.world,
+            "seed": cfg.seed,
+            "init": cfg.init,
+            "interrupted": interrupted,
+            "skipped_steps": skipped_steps,
+            "loss_ema": round(ema.get("loss", float("nan")), 4),
+        }
+        save_model(net, output, training=summary)
+    ddp.barrier()
+    ddp.close()
+    return output
+
+
+def _done(cfg: TrainConfig, step: int, elapsed: float) -> bool:
+    return bool((cfg.steps and step >= cfg.steps) or (cfg.time_budget and elapsed >= cfg.time_budget))
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _default_path(name: str) -> str:
+    if name == "default":
+        from .codec import default_model_path
+
+        return str(default_model_path())
+    return name
