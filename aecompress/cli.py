@@ -528,6 +528,13 @@ def _parse_lambdas(text: str | None) -> tuple[float, ...] | None:
 @click.option("--checkpoint", metavar="CKPT", help="Checkpoint path (default: MODEL.ckpt).")
 @click.option("--checkpoint-every", default="5m", show_default=True, metavar="DURATION", help="Time between checkpoints.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 autocast on CUDA, fp32 on CPU.",
+)
 @click.pass_obj
 def train(
     obj: Context,
@@ -548,6 +555,7 @@ def train(
     checkpoint,
     checkpoint_every,
     threads,
+    precision,
 ):
     """Train a model on the images in DIR (searched recursively).
 
@@ -587,6 +595,7 @@ def train(
         resume=resume,
         init=init,
         threads=threads,
+        precision=precision,
     )
     try:
         import warnings
@@ -776,3 +785,71 @@ def demo(obj: Context, force_train, steps, keep):
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- eval
+
+
+@main.command(name="eval")
+@click.argument("folder", metavar="DIR", type=click.Path(exists=True))
+@click.option("-m", "--model", "model", metavar="MODEL", help="Model file (default: the shipped model).")
+@click.option(
+    "--baselines",
+    "codec_list",
+    default="jpeg,webp,avif,jxl,jpeg2000",
+    show_default=True,
+    help="Classical codecs to compare with ('' for none).",
+)
+@click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
+@click.option("--qualities", metavar="Q[,Q…]", help="Model qualities to evaluate (default: all).")
+@click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
+@click.option("--plot", "plot_path", metavar="PNG", help="Write an RD plot image (needs matplotlib).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.option("-o", "--output", metavar="FILE", help="Also write the JSON results to FILE.")
+@click.pass_obj
+def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualities, no_ms_ssim, plot_path, as_json, output):
+    """Rate–distortion of a model against JPEG, WebP, AVIF, JPEG XL and JPEG 2000.
+
+    Every image in DIR is coded at every quality of the model and a quality sweep
+    of each baseline (in memory).  Prints mean bpp, PSNR and MS-SSIM per setting
+    and the BD-rates.
+    """
+    from . import baselines
+    from .evaluate import evaluate, format_table, plot
+
+    names = [c.strip().lower() for c in codec_list.split(",") if c.strip()]
+    for name in names:
+        if name not in baselines.BASELINES:
+            raise click.BadParameter(f"unknown codec {name!r} (choose from {', '.join(baselines.BASELINES)})", param_hint="--baselines")
+    missing = [n for n in names if not baselines.available(n)]
+    for name in missing:
+        _stderr(
+            f"aecompress: warning: {name} is not available in this Pillow; skipped"
+            + (" (pip install 'aecompress[codecs]')" if name == "jxl" else "")
+        )
+    names = [n for n in names if n not in missing]
+    loaded = None if no_model else _load(model, obj.debug)
+    wanted = None
+    if qualities and loaded:
+        try:
+            wanted = [int(q) for q in qualities.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{qualities!r}: use e.g. 1,4,8", param_hint="--qualities") from None
+        if any(not 1 <= q <= loaded.qualities for q in wanted):
+            raise click.BadParameter(f"this model has qualities 1–{loaded.qualities}", param_hint="--qualities")
+    from .data import find_images
+
+    count = len(find_images(Path(folder)))
+    if count == 0:
+        _die(f"{folder}: no images found", obj.debug)
+    with tqdm(total=count, file=sys.stderr, unit="image", disable=not sys.stderr.isatty()) as bar:
+        result = evaluate(Path(folder), loaded, names, not no_ms_ssim, bar.update, wanted)
+    data = result.to_dict()
+    if output:
+        Path(output).write_text(json.dumps(data, indent=1))
+    if plot_path:
+        try:
+            plot(result, Path(plot_path), title=f"{Path(folder).name} ({count} images)")
+        except RuntimeError as exc:
+            _die(str(exc), obj.debug)
+    click.echo(json.dumps(data) if as_json else format_table(result))

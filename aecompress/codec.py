@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from . import bitstream
@@ -30,6 +29,11 @@ from .modelfile import load_model as _load_model_file
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.safetensors"
 _LUMA = np.array([0.299, 0.587, 0.114])
+# Transforms run on tiles of TILE×TILE pixels with MARGIN pixels of context on each side
+# (the analysis transform's receptive field is 61 pixels), so memory is bounded and
+# tiles join without seams.  Images up to TILE on a side are one tile.
+TILE = 1024
+MARGIN = 64
 
 
 class DecodeError(ValueError):
@@ -83,7 +87,10 @@ class Decoded:
 class Codec:
     """Encode and decode with one model; per-quality coders are built once and kept."""
 
-    def __init__(self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = TILE, margin: int = MARGIN) -> None:
+        if tile % DOWNSAMPLING or margin % DOWNSAMPLING or tile <= 0:
+            raise ValueError(f"tile and margin must be positive multiples of {DOWNSAMPLING}")
+        self.tile, self.margin = tile, margin
         self.model = model
         self.net = model.net.eval().to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
@@ -109,13 +116,9 @@ class Codec:
             raise ValueError(f"image is {picture.width}x{picture.height}, over the limit of {self.max_pixels} pixels")
         timings = {}
         t0 = time.perf_counter()
-        x = torch.tensor(picture.rgb()).permute(2, 0, 1)[None].float().div_(255.0)
         q = torch.tensor([quality - 1])
         H, W = picture.height, picture.width
-        ph, pw = -H % DOWNSAMPLING, -W % DOWNSAMPLING
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        y = torch.round(self.net.analysis(x.contiguous(memory_format=torch.channels_last), q))
+        y = torch.round(self._analyze(picture.rgb(), q))
         symbols = y[0].to(torch.int64).numpy()
         t1 = time.perf_counter()
         latent = self.coder(quality).encode(symbols)
@@ -174,9 +177,51 @@ class Codec:
         t3 = time.perf_counter()
         return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
 
+    def _tiles(self, h: int, w: int):
+        """Latent tiles: (core rows, core cols, rows with margin, cols with margin).
+
+        The grid depends only on the image size, so the bytes never depend on memory.
+        """
+        core, margin = self.tile // DOWNSAMPLING, self.margin // DOWNSAMPLING
+        for top in range(0, h, core):
+            for left in range(0, w, core):
+                inner = (slice(top, min(h, top + core)), slice(left, min(w, left + core)))
+                outer = (
+                    slice(max(0, top - margin), min(h, top + core + margin)),
+                    slice(max(0, left - margin), min(w, left + core + margin)),
+                )
+                yield inner, outer
+
+    def _analyze(self, rgb: np.ndarray, q: torch.Tensor) -> torch.Tensor:
+        """Analysis transform of a uint8 (H, W, 3) image, tile by tile with overlap.
+
+        Edge pixels are replicated up to a multiple of 16; only one tile at a time is
+        ever in float, so memory stays bounded for any image size.
+        """
+        H, W = rgb.shape[:2]
+        h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
+        y = torch.empty(1, self.net.preset.M, h, w)
+        s = DOWNSAMPLING
+        for (ci, cj), (oi, oj) in self._tiles(h, w):
+            rows = np.minimum(np.arange(oi.start * s, oi.stop * s), H - 1)
+            cols = np.minimum(np.arange(oj.start * s, oj.stop * s), W - 1)
+            x = torch.from_numpy(rgb[rows[:, None], cols[None, :]]).permute(2, 0, 1)[None].float().div_(255.0)
+            out = self.net.analysis(x.contiguous(memory_format=torch.channels_last), q)
+            y[:, :, ci, cj] = out[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
+        return y
+
     def _synthesize(self, y: torch.Tensor, q: torch.Tensor, H: int, W: int) -> np.ndarray:
-        x_hat = self.net.synthesis(y.contiguous(memory_format=torch.channels_last), q)[0, :, :H, :W]
-        return x_hat.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        """Synthesis transform to a uint8 (H, W, 3) image, tile by tile with overlap."""
+        out = np.empty((H, W, 3), np.uint8)
+        s = DOWNSAMPLING
+        for (ci, cj), (oi, oj) in self._tiles(y.shape[2], y.shape[3]):
+            x_hat = self.net.synthesis(y[:, :, oi, oj].contiguous(memory_format=torch.channels_last), q)[0]
+            r0, c0 = (ci.start - oi.start) * s, (cj.start - oj.start) * s
+            top, left = ci.start * s, cj.start * s
+            bottom, right = min(H, ci.stop * s), min(W, cj.stop * s)
+            block = x_hat[:, r0 : r0 + bottom - top, c0 : c0 + right - left]
+            out[top:bottom, left:right] = block.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return out
 
     @staticmethod
     def _picture(rgb: np.ndarray, channels: int, alpha: np.ndarray | None) -> Picture:

@@ -135,10 +135,13 @@ class AutoEncoder(nn.Module):
 
         Noise stands in for rounding in the rate term; the synthesis sees rounded
         values with a straight-through gradient (a better decoder than with noise).
+        Under autocast (bf16 on GPUs) the transforms run in low precision, but the
+        entropy model always runs in float32: its likelihoods need the precision.
         """
-        y = self.analysis(x, quality)
+        y = self.analysis(x, quality).float()
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        likelihood = self.density.likelihood(noisy, self.channel_index(quality))
+        with torch.autocast(device_type=y.device.type, enabled=False):
+            likelihood = self.density.likelihood(noisy, self.channel_index(quality))
         bits = -torch.log2(likelihood).sum(dim=(1, 2, 3))
         y_hat = y + (torch.round(y) - y).detach()
-        return self.synthesis(y_hat, quality), bits
+        return self.synthesis(y_hat, quality).float(), bits

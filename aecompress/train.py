@@ -7,6 +7,7 @@ Under ``torchrun`` the same loop runs with DistributedDataParallel.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -48,6 +49,7 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None
     threads: int | None = None
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), bf16, fp32
 
 
 class TrainingError(RuntimeError):
@@ -107,6 +109,27 @@ class _Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def all_agree(self, flag: bool) -> bool:
+        """True only if ``flag`` is true on every rank (keeps ranks in lock-step)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def digests(self, module: torch.nn.Module) -> list[str]:
+        """Hash of the weights on every rank (to check that they are identical)."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        mine = h.hexdigest()[:16]
+        if self.world == 1:
+            return [mine]
+        gathered: list[str] = [""] * self.world
+        dist.all_gather_object(gathered, mine)
+        return gathered
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -157,6 +180,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     torch.manual_seed(cfg.seed + ddp.rank)
     random.seed(cfg.seed + ddp.rank)
     paths = find_images(Path(cfg.data))
+    if ddp.world > 1 and len(paths) >= ddp.world:
+        paths = paths[ddp.rank :: ddp.world]  # each process decodes and samples its own shard
     sampler = PatchSampler(paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank)
     if sampler.skipped and ddp.main:
         log(f"skipped {len(sampler.skipped)} unreadable file(s) of {len(paths)}")
@@ -174,6 +199,9 @@ def train(cfg: TrainConfig, log=print) -> Path:
         sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + step)
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
 
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise TrainingError(f"unknown precision {cfg.precision!r} (auto, bf16 or fp32)")
     lambdas = torch.tensor(preset.lambdas, device=device)
     Q = len(preset.lambdas)
     started = time.monotonic()
@@ -208,18 +236,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
     ema: dict[str, float] = {}
     skipped_steps = 0
     try:
-        while not _done(cfg, step, elapsed()):
+        while ddp.all_agree(not _done(cfg, step, elapsed())):
             lr = learning_rate(cfg, step, elapsed())
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = sampler.sample(cfg.batch_size).to(device).contiguous(memory_format=torch.channels_last)
             quality = torch.randint(0, Q, (cfg.batch_size,), device=device)
-            x_hat, bits = model(x, quality)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                x_hat, bits = model(x, quality)
             mse = (x_hat - x).square().mean(dim=(1, 2, 3))
             bpp = bits / (x.shape[2] * x.shape[3])
             loss = (lambdas[quality] * 255**2 * mse + bpp).mean()
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):  # a rare bad batch must not poison the weights
+            if not ddp.all_agree(bool(torch.isfinite(loss))):  # a rare bad batch must not poison the weights
                 skipped_steps += 1
                 continue
             loss.backward()
@@ -245,6 +274,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     write_checkpoint()
+    digests = ddp.digests(net) if not interrupted else []  # an interrupted rank may be mid-step
+    if ddp.main and ddp.world > 1 and digests:
+        if len(set(digests)) != 1:
+            raise TrainingError(f"weights differ between ranks: {digests}")
+        log(f"weights identical on all {ddp.world} ranks (digest {digests[0]})")
     if ddp.main:
         summary = {
             "data": os.path.basename(os.path.abspath(cfg.data)),
@@ -257,6 +291,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "lr": cfg.lr,
             "device": str(device),
             "processes": ddp.world,
+            "precision": precision,
             "seed": cfg.seed,
             "init": cfg.init,
             "interrupted": interrupted,
@@ -264,7 +299,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "loss_ema": round(ema.get("loss", float("nan")), 4),
         }
         save_model(net, output, training=summary)
-    ddp.barrier()
+    if not interrupted:
+        ddp.barrier()
     ddp.close()
     return output
 

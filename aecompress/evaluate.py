@@ -1,0 +1,197 @@
+"""Rate–distortion evaluation: a model's qualities against classical codecs, same images.
+
+Conventions (as ``shared/ANCHORS.md``): bpp from whole files (header included),
+PSNR on 8-bit RGB per image then averaged, BD-rate by PCHIP over PSNR.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import baselines
+from .codec import Codec
+from .data import find_images
+from .images import read_image
+from .metrics import bd_rate, ms_ssim, psnr
+from .modelfile import LoadedModel
+
+MODEL_NAME = "aecompress"
+
+
+@dataclass
+class Point:
+    """Mean over the images of one codec at one setting."""
+
+    codec: str
+    setting: float
+    bpp: float
+    psnr: float
+    ms_ssim: float | None
+    encode_ms: float
+    decode_ms: float
+    images: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Evaluation:
+    images: list[str]
+    points: list[Point] = field(default_factory=list)
+    model_id: str | None = None
+
+    def curve(self, codec: str) -> list[tuple[float, float]]:
+        return [(p.bpp, p.psnr) for p in self.points if p.codec == codec]
+
+    def codecs(self) -> list[str]:
+        return list(dict.fromkeys(p.codec for p in self.points))
+
+    def bd_rates(self, anchor: str) -> dict[str, float]:
+        """BD-rate (%) of every other codec against ``anchor``."""
+        return {c: bd_rate(self.curve(anchor), self.curve(c)) for c in self.codecs() if c != anchor}
+
+    def to_dict(self) -> dict:
+        codecs = self.codecs()
+        return {
+            "images": self.images,
+            "model_id": self.model_id,
+            "points": [p.to_dict() for p in self.points],
+            "bd_rate": {anchor: {k: _round(v) for k, v in self.bd_rates(anchor).items()} for anchor in codecs},
+        }
+
+
+def _round(value: float) -> float | None:
+    return None if value != value else round(value, 2)
+
+
+def evaluate(
+    folder: Path,
+    model: LoadedModel | None,
+    codecs: list[str],
+    measure_ms_ssim: bool = True,
+    progress: Callable[[int], None] | None = None,
+    qualities: list[int] | None = None,
+) -> Evaluation:
+    """Encode every image of ``folder`` with the model and each baseline, at every setting."""
+    paths = find_images(folder)
+    if not paths:
+        raise ValueError(f"{folder}: no images found")
+    result = Evaluation([p.name for p in paths], model_id=model.model_id if model else None)
+    rows: dict[tuple[str, float], list[tuple[float, float, float | None, float, float]]] = {}
+    codec = Codec(model) if model else None
+    for path in paths:
+        picture = read_image(path.read_bytes(), str(path))
+        rgb = picture.rgb()
+        pixels = picture.width * picture.height
+        if codec is not None:
+            for q in qualities or range(1, model.qualities + 1):
+                t0 = time.perf_counter()
+                enc = codec.encode(_rgb_picture(picture), q, reconstruct=False)
+                t1 = time.perf_counter()
+                out = codec.decode(enc.data).picture.rgb()
+                t2 = time.perf_counter()
+                rows.setdefault((MODEL_NAME, q), []).append(_measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, measure_ms_ssim))
+        image = Image.fromarray(rgb)
+        for name in codecs:
+            for setting in baselines.BASELINES[name].settings:
+                t0 = time.perf_counter()
+                data = baselines.encode(image, name, setting)
+                t1 = time.perf_counter()
+                out = baselines.decode(data)
+                t2 = time.perf_counter()
+                rows.setdefault((name, setting), []).append(_measure(rgb, out, len(data), pixels, t1 - t0, t2 - t1, measure_ms_ssim))
+        if progress:
+            progress(1)
+    for (name, setting), values in rows.items():
+        arr = np.array([[v if v is not None else np.nan for v in row] for row in values], dtype=np.float64)
+        mean = arr.mean(axis=0)
+        result.points.append(
+            Point(
+                name,
+                setting,
+                float(mean[0]),
+                float(mean[1]),
+                None if np.isnan(mean[2]) else float(mean[2]),
+                float(mean[3] * 1000),
+                float(mean[4] * 1000),
+                len(values),
+            )
+        )
+    result.points.sort(key=lambda p: (result_order(p.codec, codecs), p.bpp))
+    return result
+
+
+def result_order(name: str, codecs: list[str]) -> int:
+    return -1 if name == MODEL_NAME else codecs.index(name)
+
+
+def _rgb_picture(picture):
+    from .images import Picture
+
+    return Picture(picture.rgb())
+
+
+def _measure(ref: np.ndarray, out: np.ndarray, n_bytes: int, pixels: int, t_enc: float, t_dec: float, with_ms_ssim: bool):
+    p = psnr(ref, out)
+    return 8.0 * n_bytes / pixels, min(p, 100.0), ms_ssim(ref, out) if with_ms_ssim else None, t_enc, t_dec
+
+
+def format_table(ev: Evaluation, anchor: str = "jpeg") -> str:
+    lines = [f"{len(ev.images)} images" + (f", model {ev.model_id}" if ev.model_id else ""), ""]
+    lines.append(f"{'codec':<11} {'setting':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}")
+    for p in ev.points:
+        setting = f"q{int(p.setting)}" if p.codec == MODEL_NAME else f"{p.setting:g}"
+        ms = f"{p.ms_ssim:.4f}" if p.ms_ssim is not None else "-"
+        lines.append(f"{p.codec:<11} {setting:>8} {p.bpp:>7.3f} {p.psnr:>7.2f} {ms:>8} {p.encode_ms:>8.1f} {p.decode_ms:>8.1f}")
+    codecs = ev.codecs()
+    if len(codecs) > 1:
+        lines.append("")
+        if anchor in codecs:
+            lines.append(f"BD-rate against {anchor} (PSNR; negative = fewer bits for the same quality):")
+            for name, value in ev.bd_rates(anchor).items():
+                lines.append(f"  {name:<11} {_fmt_pct(value)}")
+        if MODEL_NAME in codecs:
+            lines.append(f"BD-rate of {MODEL_NAME} against each codec:")
+            for name in codecs:
+                if name != MODEL_NAME:
+                    lines.append(f"  vs {name:<8} {_fmt_pct(bd_rate(ev.curve(name), ev.curve(MODEL_NAME)))}")
+    return "\n".join(lines)
+
+
+def _fmt_pct(value: float) -> str:
+    return "no overlap" if value != value else f"{value:+.1f}%"
+
+
+def plot(ev: Evaluation, path: Path, title: str = "") -> None:
+    """RD curves (PSNR and MS-SSIM over bpp) as an image; needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'aecompress[plot]'") from None
+    has_ssim = any(p.ms_ssim is not None for p in ev.points)
+    fig, axes = plt.subplots(1, 2 if has_ssim else 1, figsize=(12 if has_ssim else 7, 5), squeeze=False)
+    for name in ev.codecs():
+        pts = [p for p in ev.points if p.codec == name]
+        style = dict(marker="o", linewidth=2.5 if name == MODEL_NAME else 1.2, markersize=4)
+        axes[0][0].plot([p.bpp for p in pts], [p.psnr for p in pts], label=name, **style)
+        if has_ssim:
+            axes[0][1].plot([p.bpp for p in pts], [-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))) for p in pts], label=name, **style)
+    axes[0][0].set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=title or "Rate–distortion", xlim=(0, 2.0))
+    if has_ssim:
+        axes[0][1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM", xlim=(0, 2.0))
+    for ax in axes[0]:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
