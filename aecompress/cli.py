@@ -244,7 +244,7 @@ _io_options = [
     click.option("--json", "as_json", is_flag=True, help="One JSON object per file (JSON Lines)."),
     click.option("-s", "--quiet", is_flag=True, help="No reports, only errors."),
     click.option("-v", "--verbose", count=True, help="More detail (timings, the model's bit estimate)."),
-    click.option("--max-pixels", type=click.IntRange(1), help=f"Refuse larger images (default 2^28; env {MAX_PIXELS_ENV})."),
+    click.option("--max-pixels", type=click.IntRange(1), help=f"Refuse larger images (default 2^27 = 134 MP; env {MAX_PIXELS_ENV})."),
     click.option("--threads", type=click.IntRange(1), help="CPU threads for the transforms (default: all cores)."),
 ]
 
@@ -806,8 +806,16 @@ def demo(obj: Context, force_train, steps, keep):
 @click.option("--plot", "plot_path", metavar="PNG", help="Write an RD plot image (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON results to FILE.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Processes (images are spread over them; timings then per process).",
+)
 @click.pass_obj
-def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualities, no_ms_ssim, plot_path, as_json, output):
+def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualities, no_ms_ssim, plot_path, as_json, output, jobs):
     """Rate–distortion of a model against JPEG, WebP, AVIF, JPEG XL and JPEG 2000.
 
     Every image in DIR is coded at every quality of the model and a quality sweep
@@ -843,7 +851,7 @@ def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualitie
     if count == 0:
         _die(f"{folder}: no images found", obj.debug)
     with tqdm(total=count, file=sys.stderr, unit="image", disable=not sys.stderr.isatty()) as bar:
-        result = evaluate(Path(folder), loaded, names, not no_ms_ssim, bar.update, wanted)
+        result = evaluate(Path(folder), loaded, names, not no_ms_ssim, bar.update, wanted, jobs)
     data = result.to_dict()
     if output:
         Path(output).write_text(json.dumps(data, indent=1))

@@ -119,7 +119,7 @@ class Codec:
         q = torch.tensor([quality - 1])
         H, W = picture.height, picture.width
         y = torch.round(self._analyze(picture.rgb(), q))
-        symbols = y[0].to(torch.int64).numpy()
+        symbols = y[0].to(torch.int32).numpy()
         t1 = time.perf_counter()
         latent = self.coder(quality).encode(symbols)
         t2 = time.perf_counter()

@@ -200,19 +200,23 @@ class SymbolCoder:
             raise FormatError("payload is shorter than its coded stream")
         words = np.frombuffer(payload[pos:end], dtype="<u4").astype(np.uint32)
         decoder = constriction.stream.queue.RangeDecoder(words)
-        out = np.empty((M, H * W), np.int64)
+        out = np.empty((M, H * W), np.int32)
         for c, model in enumerate(self.models):
             try:
                 out[c] = decoder.decode(model, H * W)
-            except Exception as exc:  # constriction reports corrupt streams as exceptions
-                raise FormatError(f"coded stream is corrupt ({exc})") from None
-        escape = out == self.lengths[:, None]
-        out += self.offsets[:, None]
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # constriction reports corrupt streams as exceptions (a Rust panic is a BaseException)
+                raise FormatError(f"coded stream is corrupt ({str(exc).splitlines()[0][:80]})") from None
+        escape = out == self.lengths[:, None].astype(np.int32)
+        out += self.offsets[:, None].astype(np.int32)
         pos = end
         if escape.any():
-            values = np.empty(int(escape.sum()), np.int64)
+            values = np.empty(int(escape.sum()), np.int32)
             for i in range(len(values)):
                 v, pos = read_varint(payload, pos)
+                if v >= 1 << 32:
+                    raise FormatError("escaped value out of range")
                 values[i] = unzigzag(v)
             out[escape] = values
         if pos != len(payload):

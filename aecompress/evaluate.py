@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from . import baselines
-from .codec import Codec
+from .codec import Codec, load_model
 from .data import find_images
-from .images import read_image
+from .images import Picture, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
 
@@ -78,37 +81,27 @@ def evaluate(
     measure_ms_ssim: bool = True,
     progress: Callable[[int], None] | None = None,
     qualities: list[int] | None = None,
+    jobs: int = 1,
 ) -> Evaluation:
-    """Encode every image of ``folder`` with the model and each baseline, at every setting."""
+    """Encode every image of ``folder`` with the model and each baseline, at every setting.
+
+    ``jobs > 1`` spreads the images over that many processes (one thread each).
+    """
     paths = find_images(folder)
     if not paths:
         raise ValueError(f"{folder}: no images found")
     result = Evaluation([p.name for p in paths], model_id=model.model_id if model else None)
-    rows: dict[tuple[str, float], list[tuple[float, float, float | None, float, float]]] = {}
-    codec = Codec(model) if model else None
-    for path in paths:
-        picture = read_image(path.read_bytes(), str(path))
-        rgb = picture.rgb()
-        pixels = picture.width * picture.height
-        if codec is not None:
-            for q in qualities or range(1, model.qualities + 1):
-                t0 = time.perf_counter()
-                enc = codec.encode(_rgb_picture(picture), q, reconstruct=False)
-                t1 = time.perf_counter()
-                out = codec.decode(enc.data).picture.rgb()
-                t2 = time.perf_counter()
-                rows.setdefault((MODEL_NAME, q), []).append(_measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, measure_ms_ssim))
-        image = Image.fromarray(rgb)
-        for name in codecs:
-            for setting in baselines.BASELINES[name].settings:
-                t0 = time.perf_counter()
-                data = baselines.encode(image, name, setting)
-                t1 = time.perf_counter()
-                out = baselines.decode(data)
-                t2 = time.perf_counter()
-                rows.setdefault((name, setting), []).append(_measure(rgb, out, len(data), pixels, t1 - t0, t2 - t1, measure_ms_ssim))
-        if progress:
-            progress(1)
+    wanted = (qualities or list(range(1, model.qualities + 1))) if model else []
+    task = partial(_evaluate_image, model_path=model.path if model else None, codecs=codecs, qualities=wanted, with_ms_ssim=measure_ms_ssim)
+    rows: dict[tuple[str, float], list[tuple]] = {}
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
+            outcomes = pool.map(task, paths)
+            for image_rows in outcomes:
+                _merge(rows, image_rows, progress)
+    else:
+        for path in paths:
+            _merge(rows, task(path), progress)
     for (name, setting), values in rows.items():
         arr = np.array([[v if v is not None else np.nan for v in row] for row in values], dtype=np.float64)
         mean = arr.mean(axis=0)
@@ -128,14 +121,52 @@ def evaluate(
     return result
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _merge(rows: dict, image_rows: dict, progress) -> None:
+    for key, row in image_rows.items():
+        rows.setdefault(key, []).append(row)
+    if progress:
+        progress(1)
+
+
+def _evaluate_image(path: Path, model_path: str | None, codecs: list[str], qualities: list[int], with_ms_ssim: bool) -> dict:
+    """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec)}."""
+    picture = read_image(path.read_bytes(), str(path))
+    rgb = picture.rgb()
+    pixels = picture.width * picture.height
+    rows = {}
+    if model_path is not None:
+        codec = _codec(model_path)
+        source = Picture(rgb)
+        for q in qualities:
+            t0 = time.perf_counter()
+            enc = codec.encode(source, q, reconstruct=False)
+            t1 = time.perf_counter()
+            out = codec.decode(enc.data).picture.rgb()
+            t2 = time.perf_counter()
+            rows[(MODEL_NAME, q)] = _measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
+    image = Image.fromarray(rgb)
+    for name in codecs:
+        for setting in baselines.BASELINES[name].settings:
+            t0 = time.perf_counter()
+            data = baselines.encode(image, name, setting)
+            t1 = time.perf_counter()
+            out = baselines.decode(data)
+            t2 = time.perf_counter()
+            rows[(name, setting)] = _measure(rgb, out, len(data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
+    return rows
+
+
+@lru_cache(maxsize=2)
+def _codec(model_path: str) -> Codec:
+    return Codec(load_model(model_path))
+
+
 def result_order(name: str, codecs: list[str]) -> int:
     return -1 if name == MODEL_NAME else codecs.index(name)
-
-
-def _rgb_picture(picture):
-    from .images import Picture
-
-    return Picture(picture.rgb())
 
 
 def _measure(ref: np.ndarray, out: np.ndarray, n_bytes: int, pixels: int, t_enc: float, t_dec: float, with_ms_ssim: bool):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 1 << 28  # 268 MP (16384 × 16384); --max-pixels / AECOMPRESS_MAX_PIXELS change it
+DEFAULT_MAX_PIXELS = 1 << 27  # 134 MP (about Pillow's own bomb limit); --max-pixels / AECOMPRESS_MAX_PIXELS change it
 
 try:  # register JPEG XL with Pillow when the plugin is installed (optional)
     import pillow_jxl  # noqa: F401

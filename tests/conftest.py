@@ -1,0 +1,160 @@
+"""Shared fixtures: one tiny model trained through the real CLI, test images, a CLI runner.
+
+Every CLI test runs the installed ``aecompress`` console script in a subprocess
+(real argv, real pipes, real exit codes); nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from PIL import Image
+
+# Shared CI machines are slow and uneven: no per-example deadline (tests set their own example counts).
+settings.register_profile("aecompress", deadline=None)
+settings.load_profile("aecompress")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_DATA = REPO / "sample_data"
+SAMPLE_PHOTO = SAMPLE_DATA / "david-clode-Oq9JrJb6K7M.jpg"
+
+# Trains in a few seconds on one CPU core; the recipe of the brief.
+TINY_TRAIN = ["--preset", "tiny", "--batch-size", "8", "--patch-size", "64", "--lr", "3e-3"]
+
+
+def _console_script() -> str:
+    """The installed ``aecompress`` entry point of the interpreter running the tests."""
+    beside = Path(sys.executable).with_name("aecompress")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("aecompress")
+    if found is None:  # pragma: no cover - broken installation
+        raise RuntimeError("the aecompress console script is not installed (pip install -e .)")
+    return found
+
+
+AECOMPRESS = _console_script()
+
+
+def run(*args, input: bytes | None = None, cwd=None, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``aecompress ARGS…``; stdout and stderr captured as bytes."""
+    return subprocess.run(
+        [AECOMPRESS, *(str(a) for a in args)],
+        input=input,
+        capture_output=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def err_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """Non-empty lines of a process's stderr."""
+    return [line for line in proc.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+def assert_one_line_failure(proc: subprocess.CompletedProcess, code: int = 1) -> str:
+    """Exit ``code``, nothing on stdout, exactly one stderr line, no traceback; return the line."""
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == code, (proc.returncode, stderr)
+    assert "Traceback" not in stderr, stderr
+    assert proc.stdout == b"", proc.stdout[:200]
+    lines = err_lines(proc)
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def gradient(width: int = 96, height: int = 64, channels: int = 3, seed: int = 0, noise: float = 6.0) -> np.ndarray:
+    """A smooth colour gradient plus mild noise, uint8 (H, W, C) (or (H, W) when channels == 1)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    u, v = x / max(1, width - 1), y / max(1, height - 1)
+    base = [40 + 170 * u, 30 + 190 * v, 220 - 150 * (u + v) / 2, 60 + 180 * u * v]
+    planes = np.stack(base[: max(channels, 1)], axis=-1) + rng.normal(0.0, noise, (height, width, max(channels, 1)))
+    array = np.clip(np.round(planes), 0, 255).astype(np.uint8)
+    return array[:, :, 0] if channels == 1 else array
+
+
+def save_image(path: Path, array: np.ndarray, mode: str | None = None, **options) -> Path:
+    image = Image.fromarray(array)
+    if mode is not None:
+        image = image.convert(mode)
+    image.save(path, **options)
+    return path
+
+
+def read_pixels(path: Path) -> tuple[str, np.ndarray]:
+    with Image.open(path) as im:
+        im.load()
+        return im.mode, np.asarray(im)
+
+
+def psnr_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def _train(out: Path, *extra: str) -> Path:
+    proc = run("train", SAMPLE_DATA, "-o", out, *TINY_TRAIN, *extra, timeout=600)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-2000:]
+    assert out.is_file()
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny model trained once per session through ``aecompress train``."""
+    return _train(tmp_path_factory.mktemp("models") / "tiny.safetensors", "--steps", "40")
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory) -> Path:
+    """A second tiny model (another seed): a different model id, for mismatch tests."""
+    return _train(tmp_path_factory.mktemp("models-other") / "other.safetensors", "--seed", "1", "--steps", "5")
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tiny_model):
+    """The tiny model loaded in this process, as a ``Codec``."""
+    from aecompress import Codec, load_model
+
+    return Codec(load_model(tiny_model))
+
+
+@pytest.fixture
+def rgb_png(tmp_path) -> Path:
+    """A 96x64 RGB PNG (gradient + noise)."""
+    return save_image(tmp_path / "a.png", gradient())
+
+
+@pytest.fixture
+def gray_png(tmp_path) -> Path:
+    return save_image(tmp_path / "gray.png", gradient(channels=1, seed=1))
+
+
+@pytest.fixture
+def rgba_png(tmp_path) -> Path:
+    return save_image(tmp_path / "rgba.png", _with_alpha(gradient(seed=2)))
+
+
+def _with_alpha(rgb: np.ndarray) -> np.ndarray:
+    """RGB plus a hard-to-guess alpha plane (a ramp with random holes)."""
+    h, w, _ = rgb.shape
+    rng = np.random.default_rng(7)
+    alpha = (np.arange(w)[None, :] * 255 // max(1, w - 1)).repeat(h, 0).astype(np.uint8)
+    alpha[rng.random((h, w)) < 0.1] = 0
+    return np.dstack([rgb, alpha])
+
+
+with_alpha = _with_alpha

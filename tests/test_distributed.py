@@ -1,0 +1,37 @@
+"""Training under torchrun: 2 gloo processes on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_DATA, run
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed")
+def test_two_gloo_processes_stay_in_sync(tmp_path):
+    out = tmp_path / "ddp.safetensors"
+    torchrun = str(Path(sys.executable).with_name("torchrun")) if Path(sys.executable).with_name("torchrun").exists() else "torchrun"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(SAMPLE_DATA), "-o", str(out),
+         "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "weights identical on all 2 ranks" in proc.stderr
+    assert proc.stderr.count("model written to") == 1  # only rank 0 writes
+    assert out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ddp.safetensors", "ddp.safetensors.ckpt"]
+    info = json.loads(run("info", "--json", out).stdout)
+    assert info["training"]["processes"] == 2
+    assert info["training"]["batch_size"] == 4  # effective batch: 2 per process × 2
+    # A run started with 2 processes resumes in 1.
+    proc = run("train", SAMPLE_DATA, "-o", out, "--resume", str(out) + ".ckpt", "--steps", "6")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert json.loads(run("info", "--json", out).stdout)["training"]["steps"] == 6

@@ -1,0 +1,211 @@
+"""``aecompress train`` through the CLI: short runs, budgets, resume, fine-tuning, bad data, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, run, save_image
+
+FAST = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
+
+
+def info(model) -> dict:
+    proc = run("info", model, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train-data")
+    for i in range(4):
+        save_image(d / f"img{i}.png", gradient(80, 64, seed=i))
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "m.safetensors"
+    proc = run("train", data_dir, "-o", out, *FAST, "--steps", "20", "--lr", "3e-3")
+    return SimpleNamespace(proc=proc, model=out, ckpt=out.with_name(out.name + ".ckpt"))
+
+
+def test_a_short_run_writes_a_usable_model(trained, tmp_path):
+    assert trained.proc.returncode == 0, trained.proc.stderr.decode()[-2000:]
+    assert "Traceback" not in trained.proc.stderr.decode()
+    assert trained.model.is_file() and trained.ckpt.is_file()
+    assert err_lines(trained.proc)[-1] == f"model written to {trained.model}"
+    record = info(trained.model)
+    assert record["kind"] == "model" and (record["N"], record["M"]) == (16, 32)
+    assert record["training"]["steps"] == 20
+    assert record["training"]["batch_size"] == 2 and record["training"]["patch_size"] == 32
+    image = save_image(tmp_path / "x.png", gradient(50, 40))
+    proc = run("encode", "-m", trained.model, image, "-o", tmp_path / "x.aec", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model_id"] == record["model_id"]
+
+
+def test_a_short_run_reaches_its_peak_learning_rate(trained):
+    """--lr is the peak: a 20-step run at --lr 3e-3 should get near it, not stay stuck in a 200-step warm-up."""
+    stderr = trained.proc.stderr.decode()
+    rates = [float(v) for v in re.findall(r"lr=([0-9.]+e[-+]?\d+)", stderr)]
+    assert rates, stderr[-1000:]
+    assert max(rates) >= 0.3 * 3e-3, rates
+
+
+def test_time_budget_stops_the_run(data_dir, tmp_path):
+    out = tmp_path / "budget.safetensors"
+    started = time.monotonic()
+    proc = run("train", data_dir, "-o", out, *FAST, "--time-budget", "3s")
+    wall = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    training = info(out)["training"]
+    assert training["steps"] > 0
+    assert 3.0 <= training["seconds"] <= 8.0, training
+    assert wall < 90
+
+
+def test_resume_continues_from_the_checkpoint(trained, data_dir, tmp_path):
+    out = tmp_path / "resumed.safetensors"
+    # --batch-size is ignored on resume: the recipe comes from the checkpoint
+    proc = run("train", data_dir, "-o", out, "--resume", trained.ckpt, "--steps", "26", "--batch-size", "4")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    before, after = info(trained.model), info(out)
+    assert before["training"]["steps"] == 20
+    assert after["training"]["steps"] == 26
+    assert after["training"]["batch_size"] == 2
+    assert after["model_id"] != before["model_id"]
+    assert (after["N"], after["M"]) == (before["N"], before["M"])
+    assert out.with_name(out.name + ".ckpt").is_file()
+
+
+def test_resume_from_a_missing_checkpoint(data_dir, tmp_path):
+    line = assert_one_line_failure(
+        run("train", data_dir, "-o", tmp_path / "m.safetensors", "--resume", tmp_path / "none.ckpt", "--steps", "5")
+    )
+    assert "none.ckpt" in line
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_init_fine_tunes_a_model(trained, data_dir, tmp_path):
+    out = tmp_path / "tuned.safetensors"
+    proc = run("train", data_dir, "-o", out, "--init", trained.model, "--steps", "3", "--batch-size", "2", "--patch-size", "32")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    base, tuned = info(trained.model), info(out)
+    assert tuned["training"]["init"] == str(trained.model)
+    assert tuned["training"]["steps"] == 3
+    assert (tuned["N"], tuned["M"], tuned["qualities"]) == (base["N"], base["M"], base["qualities"])
+    assert tuned["model_id"] != base["model_id"]
+
+
+def test_broken_files_in_the_data_are_skipped(data_dir, tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    for p in data_dir.iterdir():
+        (d / p.name).write_bytes(p.read_bytes())
+    (d / "broken.jpg").write_bytes(SAMPLE_PHOTO.read_bytes()[:300])
+    (d / "notes.png").write_text("not an image\n")
+    (d / "readme.txt").write_text("ignored: not an image suffix\n")
+    out = tmp_path / "m.safetensors"
+    proc = run("train", d, "-o", out, *FAST, "--steps", "3")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    stderr = proc.stderr.decode()
+    assert "Traceback" not in stderr
+    assert re.search(r"skipped 2 unreadable file", stderr), stderr
+    assert info(out)["training"]["images"] == 4
+
+
+@pytest.mark.parametrize("what", ["empty folder", "missing folder", "only broken files"])
+def test_no_usable_images_is_a_one_line_error(tmp_path, what):
+    d = tmp_path / "data"
+    if what != "missing folder":
+        d.mkdir()
+    if what == "only broken files":
+        (d / "a.png").write_text("text")
+        (d / "b.jpg").write_bytes(b"")
+    out = tmp_path / "m.safetensors"
+    proc = run("train", d, "-o", out, *FAST, "--steps", "3")
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in err_lines(proc) if line.startswith("aecompress: error:")]
+    assert len(errors) == 1, stderr
+    assert not out.exists()
+
+
+def test_images_smaller_than_the_patch(tmp_path):
+    d = tmp_path / "small"
+    d.mkdir()
+    for i in range(3):
+        save_image(d / f"s{i}.png", gradient(20, 20, seed=i))
+    save_image(d / "thin.png", gradient(70, 5, seed=9))
+    out = tmp_path / "m.safetensors"
+    proc = run("train", d, "-o", out, "--preset", "tiny", "--batch-size", "2", "--patch-size", "64", "--steps", "3")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert info(out)["training"]["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # neither --steps nor --time-budget
+        ["--steps", "3", "--resume", "x.ckpt", "--init", "x.safetensors"],
+        ["--time-budget", "soon"],
+        ["--steps", "0"],
+        ["--steps", "3", "--patch-size", "8"],
+        ["--steps", "3", "--lambda", "0.05,0.01"],
+    ],
+    ids=["no stop", "resume and init", "bad duration", "zero steps", "tiny patch", "decreasing lambdas"],
+)
+def test_usage_errors_exit_2(data_dir, tmp_path, args):
+    proc = run("train", data_dir, "-o", tmp_path / "m.safetensors", "--preset", "tiny", *args)
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_unknown_preset_is_an_error(data_dir, tmp_path):
+    line = assert_one_line_failure(run("train", data_dir, "-o", tmp_path / "m.safetensors", "--preset", "huge", "--steps", "3"))
+    assert "huge" in line
+
+
+def test_sigint_saves_the_model_and_exits_0(data_dir, tmp_path):
+    out = tmp_path / "interrupted.safetensors"
+    total = 1_000_000
+    proc = subprocess.Popen(
+        [AECOMPRESS, "train", str(data_dir), "-o", str(out), *FAST, "--steps", str(total)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen = b""
+    try:
+        deadline = time.monotonic() + 180
+        progress = re.compile(rb"\|\s*[1-9][0-9]*/" + str(total).encode())  # tqdm: "| 12/1000000 ["
+        while not progress.search(seen):
+            assert time.monotonic() < deadline, seen.decode(errors="replace")[-500:]
+            assert proc.poll() is None, seen.decode(errors="replace")[-2000:]
+            ready, _, _ = select.select([proc.stderr], [], [], 1.0)
+            if ready:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    assert out.is_file() and out.with_name(out.name + ".ckpt").is_file()
+    training = info(out)["training"]
+    assert training["interrupted"] is True
+    assert 0 < training["steps"] < total
