@@ -1,7 +1,28 @@
-"""aecompress: a learned image codec for the command line."""
+"""aecompress: a learned image codec for the command line.
 
-from .codec import Codec, DecodeError, decode_image, encode_image, load_model
-from .modelfile import LoadedModel, ModelFileError
+The names below load torch on first use only, so `aecompress --version` and
+`--help` start fast.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["Codec", "DecodeError", "LoadedModel", "ModelFileError", "decode_image", "encode_image", "load_model", "__version__"]
+
+_LAZY = {
+    "Codec": "codec",
+    "DecodeError": "codec",
+    "decode_image": "codec",
+    "encode_image": "codec",
+    "load_model": "codec",
+    "LoadedModel": "modelfile",
+    "ModelFileError": "modelfile",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -87,6 +87,8 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise ContainerError("invalid quality 0")
     if flags & ~KNOWN_FLAGS:
         raise ContainerError(f"unknown flags {flags:#x} (made by a newer aecompress?)")
+    if bool(flags & FLAG_ALPHA) != (channels in (2, 4)):
+        raise ContainerError(f"channel count {channels} does not agree with the alpha flag")
     if max_pixels is not None and width * height > max_pixels:
         raise ContainerError(f"image is {width}x{height} ({width * height} pixels), over the limit of {max_pixels} pixels")
     header = Header(mid.hex(), width, height, channels, quality, flags)

@@ -666,6 +666,7 @@ def info(obj: Context, file, as_json):
             "kind": "model",
             "file": model.path,
             "model_id": model.model_id,
+            "preset": preset.name,
             "N": preset.N,
             "M": preset.M,
             "parameters": params,
@@ -676,7 +677,7 @@ def info(obj: Context, file, as_json):
         }
         lines = [
             f"{model.path}: aecompress model {model.model_id}",
-            f"  architecture  N={preset.N}, M={preset.M}, {params:,} parameters, {record['bytes'] / 1e6:.1f} MB file",
+            f"  architecture  preset {preset.name}: N={preset.N}, M={preset.M}, {params:,} parameters, {record['bytes'] / 1e6:.1f} MB file",
             f"  qualities     1–{model.qualities}, λ = {', '.join(f'{v:g}' for v in preset.lambdas)}",
         ]
         if training:

@@ -119,6 +119,8 @@ class Codec:
         q = torch.tensor([quality - 1])
         H, W = picture.height, picture.width
         y = torch.round(self._analyze(picture.rgb(), q))
+        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**31:
+            raise ValueError("the model produced latents out of range (a broken model?)")
         symbols = y[0].to(torch.int32).numpy()
         t1 = time.perf_counter()
         latent = self.coder(quality).encode(symbols)

@@ -177,6 +177,8 @@ class SymbolCoder:
 
     def encode(self, y: np.ndarray) -> bytes:
         """Integer latent (M, H, W) → payload bytes."""
+        if y.size and (int(y.min()) < -(1 << 31) or int(y.max()) >= 1 << 31):
+            raise ValueError("latent values out of the coder's 32-bit range")
         encoder = constriction.stream.queue.RangeEncoder()
         escaped: list[np.ndarray] = []
         for c, model in enumerate(self.models):

@@ -63,8 +63,12 @@ class Picture:
         return np.repeat(self.color, 3, axis=2) if self.color.shape[2] == 1 else self.color
 
 
-def from_pil(im: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
-    """Turn any Pillow image into a ``Picture`` (see the module docstring)."""
+def from_pil(im: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS, sixteen_bit: bool | None = None) -> Picture:
+    """Turn any Pillow image into a ``Picture`` (see the module docstring).
+
+    ``sixteen_bit``: whether the file stored 16 bits per channel, when the caller
+    knows (Pillow forgets it once the pixels are loaded); detected otherwise.
+    """
     notes: list[str] = []
     if im.width * im.height > max_pixels:
         raise ImageError(
@@ -73,7 +77,7 @@ def from_pil(im: Image.Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
     if getattr(im, "n_frames", 1) > 1:
         notes.append(f"animated image: only the first of its {im.n_frames} frames is encoded")
         im.seek(0)
-    if _is_16bit(im):
+    if sixteen_bit if sixteen_bit is not None else _is_16bit(im):
         notes.append("16-bit image reduced to 8 bits per channel")
     try:
         im = ImageOps.exif_transpose(im)
@@ -132,8 +136,9 @@ def read_image(data: bytes, name: str = "<stdin>", max_pixels: int = DEFAULT_MAX
                     raise ImageError(
                         f"image is {im.width}x{im.height} ({im.width * im.height} pixels), over the limit of {max_pixels} pixels (--max-pixels)"
                     )
+                sixteen_bit = _is_16bit(im)  # before load(), which forgets the raw mode
                 im.load()
-                return from_pil(im, max_pixels)
+                return from_pil(im, max_pixels, sixteen_bit)
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -28,6 +28,7 @@ class Preset:
     N: int  # channels of the hidden layers
     M: int  # channels of the latent
     lambdas: tuple[float, ...]  # rate-distortion trade-off of each quality level
+    name: str = "custom"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -36,7 +37,7 @@ class Preset:
 
     @staticmethod
     def from_dict(d: dict) -> Preset:
-        return Preset(N=int(d["N"]), M=int(d["M"]), lambdas=tuple(float(x) for x in d["lambdas"]))
+        return Preset(N=int(d["N"]), M=int(d["M"]), lambdas=tuple(float(x) for x in d["lambdas"]), name=str(d.get("name", "custom")))
 
 
 def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
@@ -52,11 +53,11 @@ DEFAULT_LAMBDAS = lambda_ladder(0.0018, 0.0932, 8)
 
 PRESETS: dict[str, Preset] = {
     # Tests and demos: trains in seconds on a CPU.
-    "tiny": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4)),
+    "tiny": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny"),
     # The shipped default: sized for training on a 2-core CPU.
-    "small": Preset(N=64, M=160, lambdas=DEFAULT_LAMBDAS),
+    "small": Preset(N=64, M=160, lambdas=DEFAULT_LAMBDAS, name="small"),
     # Ballé 2018's size, for GPUs.
-    "base": Preset(N=128, M=192, lambdas=DEFAULT_LAMBDAS),
+    "base": Preset(N=128, M=192, lambdas=DEFAULT_LAMBDAS, name="base"),
 }
 
 

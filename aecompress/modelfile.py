@@ -29,7 +29,7 @@ class ModelFileError(ValueError):
     """A model file that cannot be used: missing, truncated, tampered, wrong kind."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: usable as a cache key
 class LoadedModel:
     """An autoencoder ready for coding, with its tables, id and metadata."""
 

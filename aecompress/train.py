@@ -85,13 +85,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
-    """Linear warm-up, then cosine decay to 1% over the run (by steps or by time)."""
+    """Linear warm-up (at most 10% of the steps), then cosine decay to 1% over the run (by steps or by time)."""
     progress = 0.0
     if cfg.steps:
         progress = max(progress, step / cfg.steps)
     if cfg.time_budget:
         progress = max(progress, elapsed / cfg.time_budget)
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    warmup = min(cfg.warmup, cfg.steps // 10) if cfg.steps else cfg.warmup  # short runs reach their peak too
+    warm = min(1.0, (step + 1) / max(1, warmup))
     return cfg.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -161,6 +162,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
         except Exception as exc:
             raise TrainingError(f"{cfg.resume}: not a readable checkpoint ({str(exc).splitlines()[0][:100]})") from None
         preset = Preset.from_dict(state["preset"])
+        if preset.name == "custom" and saved.get("preset") in PRESETS and PRESETS[saved["preset"]].N == preset.N:
+            preset = Preset(preset.N, preset.M, preset.lambdas, saved["preset"])  # checkpoints from before names were kept
         for key in ("preset", "batch_size", "patch_size", "lr", "warmup", "downscale", "seed"):
             setattr(cfg, key, saved[key])  # a resumed run continues the same recipe
     elif cfg.init:
@@ -173,7 +176,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if cfg.lambdas and not cfg.resume:
         if cfg.init and len(cfg.lambdas) != len(preset.lambdas):
             raise TrainingError(f"--lambda needs {len(preset.lambdas)} values to fine-tune this model")
-        preset = Preset(preset.N, preset.M, tuple(cfg.lambdas))
+        preset = Preset(preset.N, preset.M, tuple(cfg.lambdas), preset.name)
     if not cfg.steps and not cfg.time_budget:
         raise TrainingError("give --steps or --time-budget (or both)")
 

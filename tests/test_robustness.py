@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import AECOMPRESS, SAMPLE_DATA, SAMPLE_PHOTO, TINY_TRAIN, assert_one_line_failure, gradient, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,6 @@ from aecompress import Codec, DecodeError, load_model
 from aecompress.bitstream import HEADER_SIZE, Header, pack
 from aecompress.images import Picture, read_image
 from aecompress.metrics import psnr
-
-from conftest import AECOMPRESS, SAMPLE_DATA, SAMPLE_PHOTO, TINY_TRAIN, assert_one_line_failure, gradient, run
 
 
 @pytest.fixture(scope="module")
