@@ -34,3 +34,18 @@ def test_two_gloo_processes_stay_in_sync(tmp_path):
     proc = run("train", SAMPLE_DATA, "-o", out, "--resume", str(out) + ".ckpt", "--steps", "6")
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert json.loads(run("info", "--json", out).stdout)["training"]["steps"] == 6
+
+
+def test_bf16_autocast_trains_and_keeps_float32_tables(tmp_path):
+    """--precision bf16 runs the transforms under autocast (here on the CPU); the model file stays float32."""
+    from safetensors import safe_open
+
+    out = tmp_path / "bf16.safetensors"
+    proc = run("train", SAMPLE_DATA, "-o", out, "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--patch-size", "32", "--precision", "bf16")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert json.loads(run("info", "--json", out).stdout)["training"]["precision"] == "bf16"
+    with safe_open(str(out), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys() if not k.startswith("tables.")}
+    import torch
+
+    assert dtypes == {torch.float32}
