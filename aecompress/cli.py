@@ -621,10 +621,12 @@ def train(
 def info(obj: Context, file, as_json):
     """Describe a .aec file or a model file."""
     from . import bitstream
-    from .modelfile import ModelFileError, load_model
+    from .codec import load_model
+    from .modelfile import ModelFileError
 
     try:
-        data = _read_input(file) if file == "-" or not file.endswith(".safetensors") else b""
+        is_model = file == "default" or file.endswith(".safetensors")
+        data = b"" if is_model else _read_input(file)
     except Failure as exc:
         _die(str(exc).removeprefix("aecompress: "), obj.debug)
     if data[:4] == bitstream.MAGIC:
@@ -656,7 +658,7 @@ def info(obj: Context, file, as_json):
         ]
     else:
         try:
-            model = load_model(file if file != "default" else _default_model_file())
+            model = load_model(file)
         except ModelFileError as exc:
             _die(str(exc), obj.debug)
         preset = model.net.preset
@@ -686,12 +688,6 @@ def info(obj: Context, file, as_json):
         click.echo(json.dumps(record))
     else:
         click.echo("\n".join(lines))
-
-
-def _default_model_file() -> str:
-    from .codec import default_model_path
-
-    return str(default_model_path())
 
 
 # ---------------------------------------------------------------- demo
@@ -791,9 +787,24 @@ def demo(obj: Context, force_train, steps, keep):
 # ---------------------------------------------------------------- eval
 
 
+def _named_models(paths: tuple[str, ...], debug: bool) -> dict:
+    """One model → {"aecompress": model}; several → named by file stem ("default" for the shipped one)."""
+    if len(paths) <= 1:
+        return {"aecompress": _load(paths[0] if paths else None, debug)}
+    models = {}
+    for path in paths:
+        name = "default" if path == "default" else Path(path).stem
+        while name in models:
+            name += "'"
+        models[name] = _load(path, debug)
+    return models
+
+
 @main.command(name="eval")
 @click.argument("folder", metavar="DIR", type=click.Path(exists=True))
-@click.option("-m", "--model", "model", metavar="MODEL", help="Model file (default: the shipped model).")
+@click.option(
+    "-m", "--model", "model", metavar="MODEL", multiple=True, help="Model file (default: the shipped model); repeat to compare models."
+)
 @click.option(
     "--baselines",
     "codec_list",
@@ -837,22 +848,23 @@ def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualitie
             + (" (pip install 'aecompress[codecs]')" if name == "jxl" else "")
         )
     names = [n for n in names if n not in missing]
-    loaded = None if no_model else _load(model, obj.debug)
+    models = {} if no_model else _named_models(model, obj.debug)
     wanted = None
-    if qualities and loaded:
+    if qualities and models:
         try:
             wanted = [int(q) for q in qualities.split(",")]
         except ValueError:
             raise click.BadParameter(f"{qualities!r}: use e.g. 1,4,8", param_hint="--qualities") from None
-        if any(not 1 <= q <= loaded.qualities for q in wanted):
-            raise click.BadParameter(f"this model has qualities 1–{loaded.qualities}", param_hint="--qualities")
+        top = min(m.qualities for m in models.values())
+        if any(not 1 <= q <= top for q in wanted):
+            raise click.BadParameter(f"the model(s) have qualities 1–{top}", param_hint="--qualities")
     from .data import find_images
 
     count = len(find_images(Path(folder)))
     if count == 0:
         _die(f"{folder}: no images found", obj.debug)
     with tqdm(total=count, file=sys.stderr, unit="image", disable=not sys.stderr.isatty()) as bar:
-        result = evaluate(Path(folder), loaded, names, not no_ms_ssim, bar.update, wanted, jobs)
+        result = evaluate(Path(folder), models, names, not no_ms_ssim, bar.update, wanted, jobs)
     data = result.to_dict()
     if output:
         Path(output).write_text(json.dumps(data, indent=1))

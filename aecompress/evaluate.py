@@ -48,7 +48,7 @@ class Point:
 class Evaluation:
     images: list[str]
     points: list[Point] = field(default_factory=list)
-    model_id: str | None = None
+    models: dict[str, str] = field(default_factory=dict)  # name → model id of each learned model
 
     def curve(self, codec: str) -> list[tuple[float, float]]:
         return [(p.bpp, p.psnr) for p in self.points if p.codec == codec]
@@ -64,7 +64,7 @@ class Evaluation:
         codecs = self.codecs()
         return {
             "images": self.images,
-            "model_id": self.model_id,
+            "models": self.models,
             "points": [p.to_dict() for p in self.points],
             "bd_rate": {anchor: {k: _round(v) for k, v in self.bd_rates(anchor).items()} for anchor in codecs},
         }
@@ -76,28 +76,28 @@ def _round(value: float) -> float | None:
 
 def evaluate(
     folder: Path,
-    model: LoadedModel | None,
+    models: dict[str, LoadedModel],
     codecs: list[str],
     measure_ms_ssim: bool = True,
     progress: Callable[[int], None] | None = None,
     qualities: list[int] | None = None,
     jobs: int = 1,
 ) -> Evaluation:
-    """Encode every image of ``folder`` with the model and each baseline, at every setting.
+    """Encode every image of ``folder`` with each model and each baseline, at every setting.
 
-    ``jobs > 1`` spreads the images over that many processes (one thread each).
+    ``models`` maps a display name to a model; ``jobs > 1`` spreads the images over
+    that many processes (one thread each).
     """
     paths = find_images(folder)
     if not paths:
         raise ValueError(f"{folder}: no images found")
-    result = Evaluation([p.name for p in paths], model_id=model.model_id if model else None)
-    wanted = (qualities or list(range(1, model.qualities + 1))) if model else []
-    task = partial(_evaluate_image, model_path=model.path if model else None, codecs=codecs, qualities=wanted, with_ms_ssim=measure_ms_ssim)
+    result = Evaluation([p.name for p in paths], models={name: m.model_id for name, m in models.items()})
+    plan = tuple((name, m.path, tuple(qualities or range(1, m.qualities + 1))) for name, m in models.items())
+    task = partial(_evaluate_image, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim)
     rows: dict[tuple[str, float], list[tuple]] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
-            outcomes = pool.map(task, paths)
-            for image_rows in outcomes:
+            for image_rows in pool.map(task, paths):
                 _merge(rows, image_rows, progress)
     else:
         for path in paths:
@@ -117,7 +117,8 @@ def evaluate(
                 len(values),
             )
         )
-    result.points.sort(key=lambda p: (result_order(p.codec, codecs), p.bpp))
+    order = [*models, *codecs]
+    result.points.sort(key=lambda p: (order.index(p.codec), p.bpp))
     return result
 
 
@@ -132,22 +133,22 @@ def _merge(rows: dict, image_rows: dict, progress) -> None:
         progress(1)
 
 
-def _evaluate_image(path: Path, model_path: str | None, codecs: list[str], qualities: list[int], with_ms_ssim: bool) -> dict:
+def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool) -> dict:
     """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec)}."""
     picture = read_image(path.read_bytes(), str(path))
     rgb = picture.rgb()
     pixels = picture.width * picture.height
     rows = {}
-    if model_path is not None:
+    source = Picture(rgb)
+    for name, model_path, qualities in models:
         codec = _codec(model_path)
-        source = Picture(rgb)
         for q in qualities:
             t0 = time.perf_counter()
             enc = codec.encode(source, q, reconstruct=False)
             t1 = time.perf_counter()
             out = codec.decode(enc.data).picture.rgb()
             t2 = time.perf_counter()
-            rows[(MODEL_NAME, q)] = _measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
+            rows[(name, q)] = _measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
     image = Image.fromarray(rgb)
     for name in codecs:
         for setting in baselines.BASELINES[name].settings:
@@ -165,34 +166,32 @@ def _codec(model_path: str) -> Codec:
     return Codec(load_model(model_path))
 
 
-def result_order(name: str, codecs: list[str]) -> int:
-    return -1 if name == MODEL_NAME else codecs.index(name)
-
-
 def _measure(ref: np.ndarray, out: np.ndarray, n_bytes: int, pixels: int, t_enc: float, t_dec: float, with_ms_ssim: bool):
     p = psnr(ref, out)
     return 8.0 * n_bytes / pixels, min(p, 100.0), ms_ssim(ref, out) if with_ms_ssim else None, t_enc, t_dec
 
 
 def format_table(ev: Evaluation, anchor: str = "jpeg") -> str:
-    lines = [f"{len(ev.images)} images" + (f", model {ev.model_id}" if ev.model_id else ""), ""]
-    lines.append(f"{'codec':<11} {'setting':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}")
+    ids = ", ".join(f"{name} = model {mid}" for name, mid in ev.models.items())
+    lines = [f"{len(ev.images)} images" + (f"; {ids}" if ids else ""), ""]
+    width = max([11, *(len(c) + 1 for c in ev.codecs())])
+    lines.append(f"{'codec':<{width}} {'setting':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}")
     for p in ev.points:
-        setting = f"q{int(p.setting)}" if p.codec == MODEL_NAME else f"{p.setting:g}"
+        setting = f"q{int(p.setting)}" if p.codec in ev.models else f"{p.setting:g}"
         ms = f"{p.ms_ssim:.4f}" if p.ms_ssim is not None else "-"
-        lines.append(f"{p.codec:<11} {setting:>8} {p.bpp:>7.3f} {p.psnr:>7.2f} {ms:>8} {p.encode_ms:>8.1f} {p.decode_ms:>8.1f}")
+        lines.append(f"{p.codec:<{width}} {setting:>8} {p.bpp:>7.3f} {p.psnr:>7.2f} {ms:>8} {p.encode_ms:>8.1f} {p.decode_ms:>8.1f}")
     codecs = ev.codecs()
     if len(codecs) > 1:
         lines.append("")
         if anchor in codecs:
             lines.append(f"BD-rate against {anchor} (PSNR; negative = fewer bits for the same quality):")
             for name, value in ev.bd_rates(anchor).items():
-                lines.append(f"  {name:<11} {_fmt_pct(value)}")
-        if MODEL_NAME in codecs:
-            lines.append(f"BD-rate of {MODEL_NAME} against each codec:")
+                lines.append(f"  {name:<{width}} {_fmt_pct(value)}")
+        for model in ev.models:
+            lines.append(f"BD-rate of {model} against each codec:")
             for name in codecs:
-                if name != MODEL_NAME:
-                    lines.append(f"  vs {name:<8} {_fmt_pct(bd_rate(ev.curve(name), ev.curve(MODEL_NAME)))}")
+                if name != model:
+                    lines.append(f"  vs {name:<{width}} {_fmt_pct(bd_rate(ev.curve(name), ev.curve(model)))}")
     return "\n".join(lines)
 
 
@@ -213,7 +212,7 @@ def plot(ev: Evaluation, path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2 if has_ssim else 1, figsize=(12 if has_ssim else 7, 5), squeeze=False)
     for name in ev.codecs():
         pts = [p for p in ev.points if p.codec == name]
-        style = dict(marker="o", linewidth=2.5 if name == MODEL_NAME else 1.2, markersize=4)
+        style = dict(marker="o", linewidth=2.5 if name in ev.models else 1.2, markersize=4)
         axes[0][0].plot([p.bpp for p in pts], [p.psnr for p in pts], label=name, **style)
         if has_ssim:
             axes[0][1].plot([p.bpp for p in pts], [-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))) for p in pts], label=name, **style)

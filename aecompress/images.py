@@ -182,7 +182,7 @@ def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     if fmt in _NO_ALPHA and picture.alpha is not None:
         notes.append(f"{fmt} has no alpha channel: alpha dropped")
         im = im.convert("L" if picture.mode == "LA" else "RGB")
-    options = {"lossless": True} if fmt == "WEBP" else {"quality": 95} if fmt == "JPEG" else {}
+    options = {"WEBP": {"lossless": True}, "JPEG": {"quality": 95}, "PNG": {"compress_level": 1}}.get(fmt, {})
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue(), notes

@@ -8,6 +8,7 @@ Under ``torchrun`` the same loop runs with DistributedDataParallel.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import random
@@ -225,8 +226,6 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "preset": preset.to_dict(),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         }
-        import io
-
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write(ckpt_path, buffer.getvalue())

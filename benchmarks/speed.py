@@ -137,7 +137,7 @@ def run_compressai(args) -> dict:
             rec = net.decompress(out["strings"], out["shape"])["x_hat"][:, :, :H, :W]
             arr = rec.clamp(0, 1).mul(255).round().byte()[0].permute(1, 2, 0).numpy()
             buf = io.BytesIO()
-            Image.fromarray(arr).save(buf, "PNG")
+            Image.fromarray(arr).save(buf, "PNG", compress_level=1)  # as aecompress writes PNG
             t2 = time.perf_counter()
             if i:
                 enc.append(t1 - t0)
