@@ -298,7 +298,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "init": cfg.init,
             "interrupted": interrupted,
             "skipped_steps": skipped_steps,
-            "loss_ema": round(ema.get("loss", float("nan")), 4),
+            "loss_ema": round(ema["loss"], 4) if "loss" in ema else None,
         }
         save_model(net, output, training=summary)
     if not interrupted:
