@@ -1,6 +1,6 @@
 """Where encode and decode spend their time: torch.profiler over one Kodak image.
 
-    python benchmarks/profile.py [-m MODEL] [--image kodim23.png] [--threads 2]
+    python benchmarks/profile_codec.py [-m MODEL] [--image kodim23.png] [--threads 2]
 
 Prints the operators that take the most CPU time (self time) for an encode and
 a decode, and the multiply-adds of the transforms per pixel next to CompressAI's
