@@ -24,7 +24,6 @@ from .images import Picture, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
 
-MODEL_NAME = "aecompress"
 
 
 @dataclass
