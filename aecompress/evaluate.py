@@ -25,7 +25,6 @@ from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
 
 
-
 @dataclass
 class Point:
     """Mean over the images of one codec at one setting."""
