@@ -85,7 +85,7 @@ def main() -> None:
         original, decoded = np.asarray(a), np.asarray(b)
     rb, cb = seam_ratio(original, decoded)
     rc, cc = seam_ratio(original, decoded, TILE // 2 - 1)
-    Image.fromarray(decoded[TILE * 3 - 256 : TILE * 3 + 256, TILE * 4 - 256 : TILE * 4 + 256]).save(work / "corner.png")
+    Image.fromarray(decoded[TILE - 256 : TILE + 256, TILE - 256 : TILE + 256]).save(work / "corner.png")  # inside the first photo
     size = (work / "big.aec").stat().st_size
     print(f"image {w}x{h} ({w * h / 1e6:.1f} MP), {size:,} bytes ({8 * size / (w * h):.3f} bpp)")
     print(f"encode: {t_enc:.1f} s, peak RSS {m_enc:.0f} MB   ({report})")
