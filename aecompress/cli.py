@@ -102,7 +102,7 @@ class _Outputs:
     """Where each result goes, and the rules for writing it."""
 
     def __init__(self, inputs: tuple[str, ...], output: str | None, outdir: str | None, stdout: bool, force: bool, suffix: str):
-        if sum(x is not None and x is not False for x in (output, outdir, stdout or None)) > 1:
+        if (output is not None) + (outdir is not None) + bool(stdout) > 1:
             raise click.UsageError("give only one of -o, -d and -c")
         if output is not None and len(inputs) > 1:
             raise click.UsageError("-o takes one input; use -d DIR for several")
