@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from .data import PatchSampler, find_images
 from .model import PRESETS, AutoEncoder, Preset
-from .modelfile import load_model, save_model
+from .modelfile import save_model
 from .outputs import atomic_write
 
 
@@ -168,7 +169,9 @@ def train(cfg: TrainConfig, log=print) -> Path:
         for key in ("preset", "batch_size", "patch_size", "lr", "warmup", "downscale", "seed"):
             setattr(cfg, key, saved[key])  # a resumed run continues the same recipe
     elif cfg.init:
-        init_model = load_model(_default_path(cfg.init))
+        from .codec import load_model  # knows "default"
+
+        init_model = load_model(cfg.init)
         preset = init_model.net.preset
     else:
         if cfg.preset not in PRESETS:
@@ -312,14 +315,4 @@ def _done(cfg: TrainConfig, step: int, elapsed: float) -> bool:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
-
-
-def _default_path(name: str) -> str:
-    if name == "default":
-        from .codec import default_model_path
-
-        return str(default_model_path())
-    return name
