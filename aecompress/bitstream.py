@@ -12,7 +12,8 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89AEC"
-VERSION = 1
+VERSION = 2  # 2: the payload may hold a hyperprior (ẑ, then y by scale); 1: factorized only
+READABLE_VERSIONS = (1, 2)
 _HEADER = struct.Struct(">4sB8sIIBBBI")  # magic, version, model id, width, height, channels, quality, flags, payload length
 HEADER_SIZE = _HEADER.size
 TRAILER_SIZE = 4  # CRC32
@@ -35,6 +36,7 @@ class Header:
     channels: int
     quality: int  # 1-based quality level, as the user gives it
     flags: int = 0
+    version: int = 1  # factorized models write 1 (readable by every release), hyperprior models 2
 
     @property
     def pixels(self) -> int:
@@ -46,7 +48,7 @@ def pack(header: Header, payload: bytes) -> bytes:
     body = (
         _HEADER.pack(
             MAGIC,
-            VERSION,
+            header.version,
             bytes.fromhex(header.model_id),
             header.width,
             header.height,
@@ -66,8 +68,8 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise ContainerError("not an aecompress file (bad magic bytes)")
     if len(data) < 5:
         raise ContainerError("file is truncated (header incomplete)")
-    if data[4] != VERSION:
-        raise ContainerError(f"format version {data[4]} is not supported (this aecompress reads version {VERSION})")
+    if data[4] not in READABLE_VERSIONS:
+        raise ContainerError(f"format version {data[4]} is not supported (this aecompress reads versions 1 and 2)")
     if len(data) < HEADER_SIZE:
         raise ContainerError("file is truncated (header incomplete)")
     _, _, mid, width, height, channels, quality, flags, length = _HEADER.unpack_from(data)
@@ -91,7 +93,7 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise ContainerError(f"channel count {channels} does not agree with the alpha flag")
     if max_pixels is not None and width * height > max_pixels:
         raise ContainerError(f"image is {width}x{height} ({width * height} pixels), over the limit of {max_pixels} pixels")
-    header = Header(mid.hex(), width, height, channels, quality, flags)
+    header = Header(mid.hex(), width, height, channels, quality, flags, data[4])
     return header, data[HEADER_SIZE : HEADER_SIZE + length]
 
 

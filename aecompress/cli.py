@@ -15,6 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tqdm import tqdm
@@ -41,14 +42,36 @@ def _fail_line(name: str, message: str) -> str:
     return f"aecompress: {name}: {message}"
 
 
-def _die(message: str, debug: bool = False) -> None:
-    if debug:
+def _debugging() -> bool:
+    """Whether ``aecompress --debug`` was given (read from click's context, so no caller has to pass it)."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Context) if ctx is not None else None
+    return bool(obj and obj.debug)
+
+
+def _die(message: str, debug: bool | None = None) -> NoReturn:
+    """One line on stderr and exit 1; under --debug first the traceback of the error being handled."""
+    if (_debugging() if debug is None else debug) and sys.exc_info()[0] is not None:
         traceback.print_exc()
     _stderr(f"aecompress: error: {message}")
     sys.exit(1)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Main(click.Group):
+    """The command group: an error nobody expected still ends in one line (the traceback under --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            _die(f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc) or type(exc).__name__)
+        except Exception as exc:
+            _die(f"{type(exc).__name__}: {_first_line(exc)} (a bug? run with --debug and report the traceback)")
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="aecompress")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors (for bug reports).")
 @click.pass_context
@@ -57,10 +80,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
     \b
     aecompress encode photo.png -o photo.aec      compress (default model)
-    aecompress decode photo.aec -o photo.png      decompress
+    aecompress decode photo.aec                   decompress (to photo.decoded.png)
     aecompress train DIR -o my.safetensors        train a model on your images
     aecompress eval DIR                           rate–distortion against JPEG, WebP, AVIF…
-    aecompress info FILE                          what a .aec or model file holds
+    aecompress info FILE                          what a .aec, model or checkpoint file holds
+
+    No output is overwritten without -f; errors are one line (--debug, before
+    the command, adds the traceback).
     """
     ctx.obj = Context(debug=debug)
 
@@ -75,7 +101,19 @@ def _load(model: str | None, debug: bool):
     try:
         return load_model(model)
     except ModelFileError as exc:
-        _die(str(exc), debug)
+        _die(_not_a_model_reason(model, str(exc)), debug)
+
+
+def _not_a_model_reason(path: str | None, reason: str) -> str:
+    """A model-loading error; for a file of another kind (an image, a checkpoint…), say what it is instead."""
+    from .sniff import describe, head, training_checkpoint
+
+    if path in (None, "default") or not Path(path).is_file():
+        return reason
+    if training_checkpoint(path) is not None:
+        return f"{path}: a training checkpoint, not a model file (finish its run with `aecompress train DIR -o MODEL --resume {path}`)"
+    kind = describe(head(path))
+    return f"{path}: {kind}, not an aecompress model file" if kind else reason
 
 
 def _read_input(name: str) -> bytes:
@@ -94,14 +132,29 @@ def _read_input(name: str) -> bytes:
         raise Failure(_fail_line(name, exc.strerror or str(exc))) from None
 
 
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _display(name: str) -> str:
     return "<stdin>" if name == "-" else name
 
 
 class _Outputs:
-    """Where each result goes, and the rules for writing it."""
+    """Where each result goes, and the rules for writing it (see outputs.py)."""
 
-    def __init__(self, inputs: tuple[str, ...], output: str | None, outdir: str | None, stdout: bool, force: bool, suffix: str):
+    def __init__(
+        self,
+        inputs: tuple[str, ...],
+        output: str | None,
+        outdir: str | None,
+        stdout: bool,
+        force: bool,
+        suffix: str,
+        beside: str | None = None,
+    ):
         if (output is not None) + (outdir is not None) + bool(stdout) > 1:
             raise click.UsageError("give only one of -o, -d and -c")
         if output is not None and len(inputs) > 1:
@@ -111,12 +164,26 @@ class _Outputs:
         if inputs.count("-") > 1:
             raise click.UsageError("stdin ('-') can be read only once")
         self.output, self.outdir, self.force, self.suffix = output, outdir, force, suffix
+        self.beside = beside or suffix  # the suffix of an output written beside its input
         self.to_stdout = stdout or output == "-" or (output is None and outdir is None and inputs == ("-",))
-        if outdir is not None:
-            Path(outdir).mkdir(parents=True, exist_ok=True)
         self.written: set[Path] = set()
         if self.to_stdout and sys.stdout.isatty():
             raise Failure("aecompress: error: refusing to write binary data to a terminal (use -o FILE or redirect stdout)")
+        self._check_up_front(inputs)
+
+    def _check_up_front(self, inputs: tuple[str, ...]) -> None:
+        """-d and -o are checked before the model is even loaded."""
+        from .outputs import OutputError, check_output_path, prepare_output_dir
+
+        try:
+            if self.outdir is not None:
+                prepare_output_dir(self.outdir)
+            if self.output not in (None, "-"):
+                if _same_file(inputs[0], self.output):
+                    raise Failure(_fail_line(_display(inputs[0]), "output would overwrite the input"))
+                check_output_path(self.output, self.force)
+        except OutputError as exc:
+            raise Failure(f"aecompress: error: {exc}") from None
 
     def target(self, name: str) -> str:
         """Output path for input ``name`` ('-' for stdout)."""
@@ -126,30 +193,47 @@ class _Outputs:
             return self.output
         if name == "-":
             raise Failure(_fail_line("<stdin>", "needs -o FILE, -d DIR or -c when reading stdin with other inputs"))
-        stem = Path(name).with_suffix(self.suffix).name
-        return str(Path(self.outdir) / stem) if self.outdir is not None else str(Path(name).with_suffix(self.suffix))
+        if self.outdir is not None:
+            return str(Path(self.outdir) / (Path(name).stem + self.suffix))
+        return str(Path(name).with_name(Path(name).stem + self.beside))
+
+    def check(self, name: str, target: str) -> None:
+        """Refuse this input's output before its work is done: the input itself, another output, a directory, an existing file."""
+        from .outputs import OutputError, check_output_path
+
+        if target == "-":
+            return
+        if _same_file(name, target):
+            raise Failure(_fail_line(name, "output would overwrite the input"))
+        if Path(target).resolve() in self.written:
+            raise Failure(_fail_line(name, f"{target}: would overwrite another output of this run"))
+        try:
+            check_output_path(target, self.force)
+        except OutputError as exc:
+            raise Failure(_fail_line(name, str(exc))) from None
 
     def write(self, name: str, target: str, data: bytes) -> None:
-        from .outputs import OutputExistsError, atomic_write
+        from .outputs import OutputError, write_output
 
         if target == "-":
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return
-        path = Path(target)
-        if name != "-" and path.exists() and path.resolve() == Path(name).resolve():
-            raise Failure(_fail_line(name, "output would overwrite the input"))
-        if path.resolve() in self.written:
-            raise Failure(_fail_line(name, f"{target}: would overwrite another output of this run"))
-        if path.is_dir():
-            raise Failure(_fail_line(name, f"{target}: output is a directory"))
+        self.check(name, target)  # again: the file system may have changed during the work
         try:
-            atomic_write(path, data, overwrite=self.force)
-        except OutputExistsError:
-            raise Failure(_fail_line(name, f"{target}: already exists (use -f to overwrite)")) from None
-        except OSError as exc:
-            raise Failure(_fail_line(name, f"{target}: cannot write ({exc.strerror or exc})")) from None
-        self.written.add(path.resolve())
+            write_output(target, data, self.force)
+        except OutputError as exc:
+            raise Failure(_fail_line(name, str(exc))) from None
+        self.written.add(Path(target).resolve())
+
+
+def _same_file(name: str, target: str) -> bool:
+    if name == "-" or target == "-":
+        return False
+    try:
+        return Path(target).exists() and Path(target).resolve() == Path(name).resolve()
+    except OSError:
+        return False
 
 
 def _max_pixels(value: int | None) -> int:
@@ -217,8 +301,12 @@ def _run_batch(inputs, outputs: _Outputs, reporter: _Reporter, work, debug: bool
     for name in inputs:
         try:
             data = _read_input(name)
-            work(name, data, outputs.target(name))
+            target = outputs.target(name)
+            outputs.check(name, target)  # before the work: a re-run batch wastes no time
+            work(name, data, target)
         except Failure as exc:
+            if debug:
+                traceback.print_exc()
             reporter.error(str(exc))
             status = 1
         except KeyboardInterrupt:
@@ -228,8 +316,7 @@ def _run_batch(inputs, outputs: _Outputs, reporter: _Reporter, work, debug: bool
         except Exception as exc:  # a bug or an unexpected library error: still one line
             if debug:
                 traceback.print_exc()
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            reporter.error(_fail_line(_display(name), f"{type(exc).__name__}: {reason}"))
+            reporter.error(_fail_line(_display(name), f"{type(exc).__name__}: {_first_line(exc)}"))
             status = 1
         reporter.bar.update(1)
     return status
@@ -304,7 +391,8 @@ def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout
         try:
             picture = read_image(data, name, codec.max_pixels)
         except ImageError as exc:
-            raise Failure(_fail_line(_display(name), str(exc))) from None
+            reason = "already an aecompress file (decode it with `aecompress decode`)" if data[:4] == b"\x89AEC" else str(exc)
+            raise Failure(_fail_line(_display(name), reason)) from None
         for note in picture.warnings:
             reporter.warn(name, note)
         try:
@@ -387,7 +475,8 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
     """Decompress .aec files into images.
 
     INPUT is a .aec file or '-' for stdin.  Without -o/-d/-c, x.aec is written to
-    x.png (see --format) beside it; stdin goes to stdout.
+    x.decoded.png (see --format) beside it, never to x.png, which is usually the
+    original image; -d DIR writes DIR/x.png; stdin goes to stdout.
     """
     from .codec import Codec, DecodeError
     from .images import ImageError, encode_picture, format_for
@@ -399,15 +488,15 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
         default_fmt = format_for(suffix)
     except ImageError as exc:
         raise click.BadParameter(str(exc), param_hint="--format") from None
-    try:
-        outputs = _Outputs(inputs, output, outdir, stdout, force, suffix)
-    except Failure as exc:
-        _die(str(exc).removeprefix("aecompress: error: "))
     if output not in (None, "-"):
         try:
             format_for(Path(output).suffix)
         except ImageError as exc:
             raise click.BadParameter(str(exc), param_hint="-o/--output") from None
+    try:
+        outputs = _Outputs(inputs, output, outdir, stdout, force, suffix, beside=".decoded" + suffix)
+    except Failure as exc:
+        _die(str(exc).removeprefix("aecompress: error: "))
     loaded = _load(model, obj.debug)
     codec = Codec(loaded, _max_pixels(max_pixels))
     reporter = _Reporter(as_json, quiet, verbose, outputs.to_stdout, len(inputs))
@@ -415,18 +504,23 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
 
     def work(name: str, data: bytes, target: str) -> None:
         started = time.perf_counter()
+        if not data:
+            raise Failure(_fail_line(_display(name), "empty file"))
         try:
             decoded = codec.decode(data)
         except DecodeError as exc:
-            raise Failure(_fail_line(_display(name), str(exc))) from None
+            raise Failure(_fail_line(_display(name), _not_aec_reason(data, str(exc)))) from None
         fmt_out = default_fmt if target == "-" else format_for(Path(target).suffix)
         image_bytes, notes = encode_picture(decoded.picture, fmt_out)
+        if fmt_out == "GIF":
+            notes.append("GIF holds at most 256 colours: the image was reduced to a palette (use PNG for the exact pixels)")
         for note in notes:
             reporter.warn(name, note)
         outputs.write(name, target, image_bytes)
         seconds = time.perf_counter() - started
         h = decoded.header
         n = len(data)
+        mode = _written_mode(image_bytes)
         record = {
             "input": _display(name),
             "output": "<stdout>" if target == "-" else target,
@@ -438,6 +532,7 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
             "bpp": round(bpp(n, h.width, h.height), 5),
             "ratio": round(ratio(h.width * h.height * h.channels, n), 3),
             "output_bytes": len(image_bytes),
+            "output_mode": mode,
             "psnr": None,
             "seconds": round(seconds, 4),
             "model_id": h.model_id,
@@ -445,7 +540,7 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
         if verbose:
             record["timings"] = {k: round(v, 5) for k, v in decoded.timings.items()}
         line = (
-            f"{record['input']} -> {record['output']}: {h.width}x{h.height} {decoded.picture.mode}, {n:,} bytes, "
+            f"{record['input']} -> {record['output']}: {h.width}x{h.height} {mode}, {n:,} bytes, "
             f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{h.quality}, {seconds:.2f} s"
         )
         reporter.report(record, line)
@@ -466,7 +561,41 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
     sys.exit(status)
 
 
+def _not_aec_reason(data: bytes, reason: str) -> str:
+    """A decode error; for a file that is not .aec at all, say what it is instead."""
+    from .sniff import AEC_MAGIC, describe, is_image
+
+    kind = describe(data[:64]) if data[:4] != AEC_MAGIC else None
+    if kind is None:
+        return reason
+    return f"{kind}, not an aecompress file" + (" (compress it with `aecompress encode`)" if is_image(kind) else "")
+
+
+def _written_mode(image_bytes: bytes) -> str:
+    """The mode of the image file as written (alpha dropped for JPEG, a palette for GIF), read back from its header."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        return im.mode
+
+
 # ---------------------------------------------------------------- train
+
+
+def _parse_size(text: str) -> int:
+    """'2G', '512M', '1.5g', '800000000' → bytes."""
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    factor = units.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in units else t) * factor
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use a size such as 512M or 2G") from None
+    if value < 1 << 20:
+        raise click.BadParameter(f"{text!r}: the cache needs at least 1M")
+    return int(value)
 
 
 def _parse_downscale(text: str) -> tuple[float, float]:
@@ -493,20 +622,134 @@ def _parse_lambdas(text: str | None) -> tuple[float, ...] | None:
     return values
 
 
+def _duration(text: str, option: str) -> float:
+    """A duration with its unit: a bare '2' is refused, not silently read as two seconds."""
+    from .train import parse_duration
+
+    stripped = text.strip()
+    if stripped.replace(".", "", 1).isdigit():
+        raise click.BadParameter(f"{text!r} needs a unit: {stripped}s, {stripped}m or {stripped}h?", param_hint=option)
+    if stripped[-1:].isdigit():
+        raise click.BadParameter(f"{text!r}: every number needs its unit (s, m or h), e.g. {stripped}m", param_hint=option)
+    try:
+        return parse_duration(stripped)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _check_train_outputs(output: str, checkpoint: str | None, resume: str | None, force: bool) -> None:
+    """The model and its checkpoint are checked now, not after hours of training.
+
+    A run continued with ``--resume`` of its own checkpoint may replace that
+    checkpoint and the model it wrote when interrupted; anything else needs -f.
+    """
+    from .outputs import OutputError, OutputExistsError, check_output_path
+
+    model = Path(output)
+    ckpt = Path(checkpoint) if checkpoint else model.with_name(model.name + ".ckpt")
+    if ckpt.resolve() == model.resolve():
+        raise click.UsageError("--checkpoint must be another file than -o MODEL")
+    if resume is not None and not Path(resume).is_file():
+        _die(f"{resume}: no such checkpoint" + (" (a directory)" if Path(resume).is_dir() else ""))
+    continuing = resume is not None and ckpt.exists() and Path(resume).resolve() == ckpt.resolve()
+    for path in (model, ckpt):
+        try:
+            check_output_path(path, force or continuing)
+        except OutputExistsError:
+            _die(_exists_reason(path, model, ckpt))
+        except OutputError as exc:
+            _die(str(exc))
+
+
+def _check_train_inputs(resume: str | None, init: str | None, preset: str | None) -> None:
+    """A bad --preset, --resume or --init is said before the images load; a wrong file is named by what it is."""
+    from .model import PRESETS
+    from .sniff import describe, head, training_checkpoint
+
+    if preset is not None and not resume and preset not in PRESETS:
+        _die(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+    if init is not None:
+        _load(init, _debugging())  # cached: the run itself then loads it for free
+    if resume is None or training_checkpoint(resume) is not None:
+        return
+    first = head(resume)
+    if first[8:9] == b"{":  # safetensors: an 8-byte header length, then JSON
+        _die(f"{resume}: a model file, not a training checkpoint (fine-tune it with --init {resume})")
+    _die(f"{resume}: {describe(first) or 'not a known kind of file'}, not a training checkpoint")
+
+
+def _exists_reason(path: Path, model: Path, ckpt: Path) -> str:
+    """Why an existing model or checkpoint is kept, and the ways forward."""
+    if path == ckpt:
+        return f"{ckpt}: already exists: the checkpoint of an earlier run (continue it with --resume {ckpt}, or use -f to start afresh)"
+    if ckpt.exists():
+        return f"{model}: already exists (use -f to overwrite it, or --resume {ckpt} to continue its run)"
+    return f"{model}: already exists (use -f to overwrite it, or --init {model} -o OTHER to fine-tune it)"
+
+
+def _count_images(data_dir: str) -> int:
+    """Image files of the training folder, counted before the run (the data loader itself is data.py's)."""
+    from .data import NoImagesError, find_images
+
+    try:
+        count = len(find_images(Path(data_dir)))
+    except NoImagesError as exc:
+        _die(str(exc))
+    if count == 0:
+        _die(f"{data_dir}: no images found (searched recursively for PNG, JPEG, WebP, TIFF, BMP, GIF…)")
+    return count
+
+
+def _training_summary(path: Path) -> dict:
+    """The training summary stored in a model file's metadata ({} if unreadable)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return json.loads((fh.metadata() or {}).get("training", "{}"))
+    except Exception:
+        return {}
+
+
+FEW_STEPS = 100
+
+
+def _after_training(path: Path, budget: float | None, steps: int | None, resume_hint: str) -> None:
+    """What the user should know about a run that just ended: how to continue it, or that it barely trained."""
+    summary = _training_summary(path)
+    if summary.get("interrupted"):
+        _stderr(f"run interrupted: continue it with {resume_hint}")
+        return
+    done = summary.get("steps")
+    if not budget or done is None or done >= FEW_STEPS or (steps and done >= steps):
+        return
+    _stderr(
+        f"aecompress: warning: --time-budget {budget:g}s allowed only {done} training step(s): this model is barely trained "
+        "(a useful one needs thousands of steps, e.g. --time-budget 1h)"
+    )
+
+
 @main.command()
 @click.argument("data_dir", metavar="DIR", type=click.Path(file_okay=True, dir_okay=True))
 @click.option("-o", "--output", required=True, metavar="MODEL", help="Model file to write (.safetensors).")
-@click.option("--preset", default="small", show_default=True, help="Architecture: tiny (tests), small (CPU default), base (GPU).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing MODEL and its checkpoint.")
+@click.option(
+    "--preset",
+    help="Architecture: small-hp (default: hyperprior, CPU-sized), base-hp (GPU), tiny-hp (tests), or small/base/tiny "
+    "(factorized prior). With --init: the init model's, unless given (then matching weights are copied).",
+)
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimizer steps (in all).")
-@click.option("--time-budget", metavar="DURATION", help="Stop after this much training time, e.g. 30m, 2h, 1h30m.")
+@click.option(
+    "--time-budget",
+    metavar="DURATION",
+    help="Stop after this much training time: a number with its unit, e.g. 90s, 30m, 2h, 1h30m.",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Patches per step (per process).")
 @click.option("--patch-size", type=click.IntRange(16), default=128, show_default=True, help="Side of the square training patches.")
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-3,
-    show_default=True,
-    help="Peak learning rate (warm-up, then cosine decay).",
+    help="Peak learning rate (warm-up, then cosine decay); default 1e-3, or 3e-4 with --init (fine-tuning).",
 )
 @click.option(
     "--lambda",
@@ -527,19 +770,28 @@ def _parse_lambdas(text: str | None) -> tuple[float, ...] | None:
 @click.option("--init", metavar="MODEL", help="Start from a model's weights ('default' for the shipped one): fine-tuning.")
 @click.option("--checkpoint", metavar="CKPT", help="Checkpoint path (default: MODEL.ckpt).")
 @click.option("--checkpoint-every", default="5m", show_default=True, metavar="DURATION", help="Time between checkpoints.")
+@click.option("--keep-checkpoint", is_flag=True, help="Keep the checkpoint after a finished run (to extend it later with --resume).")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option(
+    "--cache-size",
+    default="2G",
+    show_default=True,
+    metavar="SIZE",
+    help="Memory for decoded training images; a larger folder is streamed through it (e.g. 512M, 8G).",
+)
 @click.option(
     "--precision",
     type=click.Choice(["auto", "bf16", "fp32"]),
     default="auto",
     show_default=True,
-    help="auto: bf16 autocast on CUDA, fp32 on CPU.",
+    help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX or AVX512-BF16), fp32 elsewhere.",
 )
 @click.pass_obj
 def train(
     obj: Context,
     data_dir,
     output,
+    force,
     preset,
     steps,
     time_budget,
@@ -554,25 +806,25 @@ def train(
     init,
     checkpoint,
     checkpoint_every,
+    keep_checkpoint,
     threads,
+    cache_size,
     precision,
 ):
     """Train a model on the images in DIR (searched recursively).
 
     A progress bar shows loss, bpp and PSNR; checkpoints are written every few
-    minutes; Ctrl-C saves a checkpoint and the model, then exits 0.  The model
-    file has its entropy tables built in: it is ready for `encode`.
+    minutes; Ctrl-C saves a checkpoint and the model, then exits 0 (continue with
+    --resume MODEL.ckpt).  A finished run removes its checkpoint.  The model file
+    has its entropy tables built in: it is ready for `encode`.
     """
     from .data import NoImagesError
     from .modelfile import ModelFileError
-    from .train import TrainConfig, TrainingError, parse_duration
+    from .train import TrainConfig, TrainingError
     from .train import train as run_training
 
-    try:
-        budget = parse_duration(time_budget) if time_budget else None
-        every = parse_duration(checkpoint_every)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    budget = _duration(time_budget, "--time-budget") if time_budget else None
+    every = _duration(checkpoint_every, "--checkpoint-every")
     if not steps and not budget and not resume:
         raise click.UsageError("give --steps or --time-budget (or both)")
     if resume and init:
@@ -586,7 +838,7 @@ def train(
         time_budget=budget,
         batch_size=batch_size,
         patch_size=patch_size,
-        lr=lr,
+        lr=lr if lr is not None else (3e-4 if init else 1e-3),
         downscale=_parse_downscale(downscale),
         seed=seed,
         device=device,
@@ -595,19 +847,31 @@ def train(
         resume=resume,
         init=init,
         threads=threads,
+        cache_bytes=_parse_size(cache_size),
         precision=precision,
+        keep_checkpoint=keep_checkpoint,
     )
+    _check_train_outputs(output, checkpoint, resume, force)
+    _check_train_inputs(resume, init, preset)
+    count = _count_images(data_dir)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank:
+        _stderr(f"loading {count} image{'s' if count != 1 else ''} from {data_dir}…")
     try:
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             path = run_training(cfg, log=_stderr)
-    except (TrainingError, NoImagesError, ModelFileError) as exc:
+    except ModelFileError as exc:
+        _die(_not_a_model_reason(init, str(exc)), obj.debug)
+    except (TrainingError, NoImagesError) as exc:
         _die(str(exc), obj.debug)
     except OSError as exc:
         _die(f"{exc.filename or ''}: {exc.strerror or exc}".strip(": "), obj.debug)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if main_rank:
+        ckpt = checkpoint or f"{output}.ckpt"
+        _after_training(Path(path), budget, steps, f"aecompress train {data_dir} -o {output} --resume {ckpt}")
         _stderr(f"model written to {path}")
 
 
@@ -619,75 +883,171 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def info(obj: Context, file, as_json):
-    """Describe a .aec file or a model file."""
+    """Describe a .aec file, a model file or a training checkpoint.
+
+    FILE 'default' is the shipped model; '-' reads a .aec file from stdin.
+    """
+    record, lines = _describe(file)
+    click.echo(json.dumps(record) if as_json else "\n".join(lines))
+
+
+def _describe(file: str) -> tuple[dict, list[str]]:
+    """What ``info`` prints about ``file``, found from its content rather than its name."""
+    from .sniff import AEC_MAGIC, head, training_checkpoint
+    from .sniff import describe as kind_of
+
+    if file == "default":
+        return _info_model(file)
+    if file != "-":
+        path = Path(file)
+        if path.is_dir():
+            _die(f"{file}: is a directory")
+        if not path.exists():
+            _die(f"{file}: no such file")
+        first = head(path)
+        if first[:4] != AEC_MAGIC:
+            state = training_checkpoint(path)
+            if state is not None:
+                return _info_checkpoint(file, state)
+            if kind_of(first) is None:
+                return _info_model(file)  # safetensors has no magic bytes: let the model reader judge
+    try:
+        data = _read_input(file)
+    except Failure as exc:
+        _die(str(exc).removeprefix("aecompress: "))
+    if data[:4] == AEC_MAGIC:
+        return _info_aec(file, data)
+    _die(_foreign_file(_display(file), kind_of(data[:64]) or "not a known kind of file"))
+
+
+def _foreign_file(name: str, kind: str) -> str:
+    """One line for a file that is neither a .aec file nor a model: what it is, and what to do with it."""
+    from .sniff import is_image
+
+    if kind == "an empty file":
+        return f"{name}: empty file"
+    hint = f" (compress it with `aecompress encode {'-' if name == '<stdin>' else name}`)" if is_image(kind) else ""
+    return f"{name}: {kind}, not an aecompress file or model{hint}"
+
+
+def _info_aec(file: str, data: bytes) -> tuple[dict, list[str]]:
     from . import bitstream
+
+    try:
+        header, payload = bitstream.unpack(data)
+    except bitstream.ContainerError as exc:
+        _die(f"{_display(file)}: {exc}")
+    record = {
+        "kind": "aec",
+        "file": _display(file),
+        "format_version": bitstream.VERSION,
+        "model_id": header.model_id,
+        "width": header.width,
+        "height": header.height,
+        "channels": header.channels,
+        "quality": header.quality,
+        "alpha": bool(header.flags & bitstream.FLAG_ALPHA),
+        "bytes": len(data),
+        "payload_bytes": len(payload),
+        "overhead_bytes": bitstream.OVERHEAD,
+        "bpp": round(8 * len(data) / header.pixels, 5),
+    }
+    lines = [
+        f"{record['file']}: aecompress image, format version {record['format_version']}",
+        f"  size        {header.width}x{header.height}, {header.channels} channel(s){' with lossless alpha' if record['alpha'] else ''}",
+        f"  quality     {header.quality}",
+        f"  model id    {header.model_id}",
+        f"  bytes       {len(data):,} ({len(payload):,} payload + {bitstream.OVERHEAD} container), {record['bpp']:.3f} bpp",
+    ]
+    return record, lines
+
+
+def _info_model(file: str) -> tuple[dict, list[str]]:
     from .codec import load_model
     from .modelfile import ModelFileError
 
     try:
-        is_model = file == "default" or file.endswith(".safetensors")
-        data = b"" if is_model else _read_input(file)
-    except Failure as exc:
-        _die(str(exc).removeprefix("aecompress: "), obj.debug)
-    if data[:4] == bitstream.MAGIC:
-        try:
-            header, payload = bitstream.unpack(data)
-        except bitstream.ContainerError as exc:
-            _die(f"{file}: {exc}", obj.debug)
-        record = {
-            "kind": "aec",
-            "file": _display(file),
-            "format_version": bitstream.VERSION,
-            "model_id": header.model_id,
-            "width": header.width,
-            "height": header.height,
-            "channels": header.channels,
-            "quality": header.quality,
-            "alpha": bool(header.flags & bitstream.FLAG_ALPHA),
-            "bytes": len(data),
-            "payload_bytes": len(payload),
-            "overhead_bytes": bitstream.OVERHEAD,
-            "bpp": round(8 * len(data) / header.pixels, 5),
-        }
-        lines = [
-            f"{record['file']}: aecompress image, format version {record['format_version']}",
-            f"  size        {header.width}x{header.height}, {header.channels} channel(s){' with lossless alpha' if record['alpha'] else ''}",
-            f"  quality     {header.quality}",
-            f"  model id    {header.model_id}",
-            f"  bytes       {len(data):,} ({len(payload):,} payload + {bitstream.OVERHEAD} container), {record['bpp']:.3f} bpp",
-        ]
-    else:
-        try:
-            model = load_model(file)
-        except ModelFileError as exc:
-            _die(str(exc), obj.debug)
-        preset = model.net.preset
-        params = sum(p.numel() for p in model.net.parameters())
-        training = model.metadata.get("training") or {}
-        record = {
-            "kind": "model",
-            "file": model.path,
-            "model_id": model.model_id,
-            "preset": preset.name,
-            "N": preset.N,
-            "M": preset.M,
-            "parameters": params,
-            "qualities": model.qualities,
-            "lambdas": list(preset.lambdas),
-            "training": training,
-            "bytes": os.path.getsize(model.path),
-        }
-        lines = [
-            f"{model.path}: aecompress model {model.model_id}",
-            f"  architecture  preset {preset.name}: N={preset.N}, M={preset.M}, {params:,} parameters, {record['bytes'] / 1e6:.1f} MB file",
-            f"  qualities     1–{model.qualities}, λ = {', '.join(f'{v:g}' for v in preset.lambdas)}",
-        ]
-        if training:
-            lines.append("  training      " + ", ".join(f"{k} {v}" for k, v in training.items() if v not in (None, False, "")))
-    if as_json:
-        click.echo(json.dumps(record))
-    else:
-        click.echo("\n".join(lines))
+        model = load_model(file)
+    except ModelFileError as exc:
+        _die(_not_a_model_reason(file, str(exc)))
+    preset = model.net.preset
+    params = sum(p.numel() for p in model.net.parameters())
+    training = model.metadata.get("training") or {}
+    record = {
+        "kind": "model",
+        "file": model.path,
+        "model_id": model.model_id,
+        "preset": preset.name,
+        "N": preset.N,
+        "M": preset.M,
+        "entropy": preset.entropy,
+        "parameters": params,
+        "qualities": model.qualities,
+        "lambdas": list(preset.lambdas),
+        "training": training,
+        "bytes": os.path.getsize(model.path),
+    }
+    lines = [
+        f"{model.path}: aecompress model {model.model_id}",
+        f"  architecture  preset {preset.name}: N={preset.N}, M={preset.M}, "
+        + (f"mean-scale hyperprior (Nz={preset.Nz})" if preset.entropy == "hyperprior" else "factorized prior")
+        + f", {params:,} parameters, {record['bytes'] / 1e6:.1f} MB file",
+        f"  qualities     1–{model.qualities}, λ = {', '.join(f'{v:g}' for v in preset.lambdas)}",
+    ]
+    if training:
+        shown = {k: v for k, v in training.items() if k not in ("stages", "lambdas") and v not in (None, False, "")}
+        lines.append("  training      " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        stages = training.get("stages") or []
+        if len(stages) > 1:
+            lines.append(f"  stages        {len(stages)} (the model was trained in stages, each continuing the last):")
+            for i, stage in enumerate(stages, 1):
+                lines.append("    " + _stage_line(i, stage))
+    return record, lines
+
+
+def _stage_line(number: int, stage: dict) -> str:
+    """One stage of a model's training log: where, how long, on what."""
+    hours = float(stage.get("seconds") or 0) / 3600
+    pixels = (
+        stage.get("pixels") or int(stage.get("steps") or 0) * int(stage.get("batch_size") or 0) * int(stage.get("patch_size") or 0) ** 2
+    )
+    parts = [
+        f"{number}. {stage.get('steps', '?'):,} steps" if isinstance(stage.get("steps"), int) else f"{number}. ? steps",
+        f"{hours:.2f} h",
+        f"{pixels:.2e} px",
+        f"data {stage.get('data', '?')}",
+        f"{stage.get('precision', '?')}",
+        f"lr {stage.get('lr', '?')}",
+    ]
+    if stage.get("cpu"):
+        parts.append(f"{stage['cpu']}" + (f" ×{stage['threads']} thread(s)" if stage.get("threads") else ""))
+    if stage.get("init"):
+        parts.append(f"init {stage['init']}")
+    return ", ".join(parts)
+
+
+def _info_checkpoint(file: str, state: dict) -> tuple[dict, list[str]]:
+    """A training checkpoint is not a model, but it is ours: say where its run stands and how to go on."""
+    config = state.get("config") or {}
+    record = {
+        "kind": "checkpoint",
+        "file": file,
+        "step": int(state["step"]),
+        "seconds": round(float(state.get("elapsed", 0.0)), 1),
+        "preset": config.get("preset"),
+        "data": config.get("data"),
+        "output": config.get("output"),
+        "steps": config.get("steps"),
+        "time_budget": config.get("time_budget"),
+        "init": config.get("init"),
+    }
+    data, output = record["data"] or "DIR", record["output"] or "MODEL"
+    lines = [
+        f"{file}: aecompress training checkpoint (not a model file): step {record['step']}, {record['seconds']} s trained",
+        f"  run         preset {record['preset']}, data {data}, model {output}",
+        f"  continue    aecompress train {data} -o {output} --resume {file}",
+    ]
+    return record, lines
 
 
 # ---------------------------------------------------------------- demo
@@ -697,8 +1057,9 @@ def info(obj: Context, file, as_json):
 @click.option("--train", "force_train", is_flag=True, help="Train a tiny model on sample_data/ even when a default model is installed.")
 @click.option("--steps", type=click.IntRange(1), default=150, show_default=True, help="Training steps when training.")
 @click.option("--keep", metavar="DIR", help="Keep the demo's files in DIR (default: a temporary folder, removed).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the files of an earlier demo in --keep DIR.")
 @click.pass_obj
-def demo(obj: Context, force_train, steps, keep):
+def demo(obj: Context, force_train, steps, keep, force):
     """Show the whole pipeline on the sample photos: (train), encode, decode, report.
 
     Uses the shipped default model; without one (or with --train) it first trains
@@ -706,7 +1067,6 @@ def demo(obj: Context, force_train, steps, keep):
     """
     import io
     import shutil
-    import tempfile
 
     import numpy as np
     from PIL import Image
@@ -716,15 +1076,19 @@ def demo(obj: Context, force_train, steps, keep):
     from .data import find_images
     from .images import encode_picture, read_image
     from .metrics import bpp, psnr
+    from .outputs import atomic_write
     from .train import TrainConfig
     from .train import train as run_training
 
-    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="aecompress-demo-"))
-    work.mkdir(parents=True, exist_ok=True)
     images = find_images(Path("sample_data")) if Path("sample_data").is_dir() else []
     images = images or find_images(Path(__file__).parent / "samples")
+    source = images[0]
+    training = force_train or not default_model_path().exists()
+    names = ["demo.safetensors", "demo.ckpt"] if training else []
+    names += [source.stem + ".aec", source.stem + ".decoded.png"]
+    work = _demo_folder(keep, names, force)
     try:
-        if force_train or not default_model_path().exists():
+        if training:
             model_path = work / "demo.safetensors"
             _stderr(f"training a tiny model on {len(images)} sample photo(s) for {steps} steps…")
             run_training(
@@ -745,7 +1109,6 @@ def demo(obj: Context, force_train, steps, keep):
         else:
             model = load_model()
         codec = Codec(model)
-        source = images[0]
         data = source.read_bytes()
         picture = read_image(data, str(source))
         q = default_quality(model)
@@ -753,23 +1116,27 @@ def demo(obj: Context, force_train, steps, keep):
         encoded = codec.encode(picture, q)
         t_enc = time.perf_counter() - t
         aec = work / (source.stem + ".aec")
-        aec.write_bytes(encoded.data)
+        atomic_write(aec, encoded.data)
         t = time.perf_counter()
         decoded = codec.decode(aec.read_bytes())
         t_dec = time.perf_counter() - t
         png = work / (source.stem + ".decoded.png")
-        png.write_bytes(encode_picture(decoded.picture, "PNG")[0])
+        atomic_write(png, encode_picture(decoded.picture, "PNG")[0])
         n = len(encoded.data)
         ours = psnr(picture.color, decoded.picture.color)
+
+        def shown(path) -> str:  # a temporary folder's path means nothing once it is removed
+            return str(path) if keep else Path(path).name
+
         click.echo(
-            f"model     {model.model_id} ({'default' if model.path == str(default_model_path()) else model.path}), quality {q} of {model.qualities}"
+            f"model     {model.model_id} ({'default' if model.path == str(default_model_path()) else shown(model.path)}), quality {q} of {model.qualities}"
         )
         click.echo(
-            f"encode    {source} -> {aec}: {n:,} bytes, {bpp(n, picture.width, picture.height):.3f} bpp, "
+            f"encode    {source} -> {shown(aec)}: {n:,} bytes, {bpp(n, picture.width, picture.height):.3f} bpp, "
             f"ratio {picture.width * picture.height * 3 / n:.1f}:1, PSNR {ours:.2f} dB, {t_enc:.2f} s"
         )
         click.echo(
-            f"decode    {aec} -> {png}: {decoded.picture.width}x{decoded.picture.height}, {t_dec:.2f} s, "
+            f"decode    {shown(aec)} -> {shown(png)}: {decoded.picture.width}x{decoded.picture.height}, {t_dec:.2f} s, "
             f"identical to the encoder's reconstruction: {bool((decoded.picture.color == encoded.reconstruction.color).all())}"
         )
         with Image.open(source) as im:
@@ -777,11 +1144,30 @@ def demo(obj: Context, force_train, steps, keep):
             with Image.open(io.BytesIO(jpeg)) as jim:
                 jpsnr = psnr(picture.color, np.asarray(jim.convert("RGB")))
         click.echo(f"JPEG      same image at about the same size (quality {jpeg_quality}): {len(jpeg):,} bytes, PSNR {jpsnr:.2f} dB")
-        if keep:
-            click.echo(f"files kept in {work}")
+        if training:
+            click.echo(f"note      the demo's tiny model trained for {steps} steps, a few seconds: it is meant to be poor, far below JPEG;")
+            click.echo("          the shipped default model, or a real run (train … --time-budget 1h), shows what the codec does")
+        click.echo(f"files kept in {work}" if keep else "files     in a temporary folder, now removed (use --keep DIR to keep them)")
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _demo_folder(keep: str | None, names: list[str], force: bool) -> Path:
+    """--keep DIR, checked like every output (its files exist only with -f); else a temporary folder."""
+    import tempfile
+
+    from .outputs import OutputError, check_output_path, prepare_output_dir
+
+    if not keep:
+        return Path(tempfile.mkdtemp(prefix="aecompress-demo-"))
+    try:
+        prepare_output_dir(keep)
+        for name in names:
+            check_output_path(Path(keep) / name, force)
+    except OutputError as exc:
+        _die(str(exc))
+    return Path(keep)
 
 
 # ---------------------------------------------------------------- eval
@@ -815,9 +1201,15 @@ def _named_models(paths: tuple[str, ...], debug: bool) -> dict:
 @click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
 @click.option("--qualities", metavar="Q[,Q…]", help="Model qualities to evaluate (default: all).")
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
-@click.option("--plot", "plot_path", metavar="PNG", help="Write an RD plot image (needs matplotlib).")
+@click.option(
+    "--ceiling",
+    is_flag=True,
+    help="Also print each quality's PSNR with the quantizer switched off: tells undertrained transforms from a weak entropy model.",
+)
+@click.option("--plot", "plot_path", metavar="PNG", help="Write an RD plot image (.png, .svg, .pdf…; needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("-o", "--output", metavar="FILE", help="Also write the JSON results to FILE.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing -o and --plot files.")
 @click.option(
     "-j",
     "--jobs",
@@ -827,15 +1219,18 @@ def _named_models(paths: tuple[str, ...], debug: bool) -> dict:
     help="Processes (images are spread over them; timings then per process).",
 )
 @click.pass_obj
-def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualities, no_ms_ssim, plot_path, as_json, output, jobs):
+def evaluate_command(
+    obj: Context, folder, model, codec_list, no_model, qualities, no_ms_ssim, ceiling, plot_path, as_json, output, force, jobs
+):
     """Rate–distortion of a model against JPEG, WebP, AVIF, JPEG XL and JPEG 2000.
 
     Every image in DIR is coded at every quality of the model and a quality sweep
     of each baseline (in memory).  Prints mean bpp, PSNR and MS-SSIM per setting
-    and the BD-rates.
+    and the BD-rates.  -o and --plot are checked before the work starts; if one
+    cannot be written at the end, the table is still printed (exit status 1).
     """
     from . import baselines
-    from .evaluate import evaluate, format_table, plot
+    from .evaluate import evaluate, format_table, plot_image
 
     names = [c.strip().lower() for c in codec_list.split(",") if c.strip()]
     for name in names:
@@ -848,6 +1243,7 @@ def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualitie
             + (" (pip install 'aecompress[codecs]')" if name == "jxl" else "")
         )
     names = [n for n in names if n not in missing]
+    plot_fmt = _check_eval_outputs(output, plot_path, force)
     models = {} if no_model else _named_models(model, obj.debug)
     wanted = None
     if qualities and models:
@@ -860,17 +1256,71 @@ def evaluate_command(obj: Context, folder, model, codec_list, no_model, qualitie
             raise click.BadParameter(f"the model(s) have qualities 1–{top}", param_hint="--qualities")
     from .data import find_images
 
-    count = len(find_images(Path(folder)))
+    paths = find_images(Path(folder))
+    count = len(paths)
     if count == 0:
         _die(f"{folder}: no images found", obj.debug)
+    _check_images(paths)
     with tqdm(total=count, file=sys.stderr, unit="image", disable=not sys.stderr.isatty()) as bar:
-        result = evaluate(Path(folder), models, names, not no_ms_ssim, bar.update, wanted, jobs)
+        result = evaluate(Path(folder), models, names, not no_ms_ssim, bar.update, wanted, jobs, ceiling)
     data = result.to_dict()
+    click.echo(json.dumps(data) if as_json else format_table(result))  # first: the result is never lost to a bad output
+    failures = []
     if output:
-        Path(output).write_text(json.dumps(data, indent=1))
+        failures += _write_or_report(output, lambda: (json.dumps(data, indent=1) + "\n").encode(), force)
     if plot_path:
+        failures += _write_or_report(plot_path, lambda: plot_image(result, plot_fmt, f"{Path(folder).name} ({count} images)"), force)
+    if failures:
+        sys.exit(1)
+
+
+def _check_images(paths: list[Path]) -> None:
+    """Every image of an evaluation must open (headers only, fast): a bad file is named before the work, not after it."""
+    import warnings
+
+    from PIL import Image
+
+    for path in paths:
         try:
-            plot(result, Path(plot_path), title=f"{Path(folder).name} ({count} images)")
-        except RuntimeError as exc:
-            _die(str(exc), obj.debug)
-    click.echo(json.dumps(data) if as_json else format_table(result))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Image.open(path).close()
+        except Exception as exc:
+            reason = (
+                "not an image file (or a format Pillow cannot read)" if isinstance(exc, Image.UnidentifiedImageError) else _first_line(exc)
+            )
+            _die(f"{path}: {reason}; remove it from the folder to evaluate the others")
+
+
+def _check_eval_outputs(output: str | None, plot_path: str | None, force: bool) -> str | None:
+    """-o and --plot checked before hours of evaluation; returns the plot's image format."""
+    from .evaluate import plot_format
+    from .outputs import OutputError, check_output_path
+
+    if output and plot_path and Path(output).resolve() == Path(plot_path).resolve():
+        raise click.UsageError("-o and --plot must be different files")
+    try:
+        for path in (output, plot_path):
+            if path:
+                check_output_path(path, force)
+        return plot_format(Path(plot_path)) if plot_path else None
+    except (OutputError, RuntimeError) as exc:
+        _die(str(exc))
+
+
+def _write_or_report(path: str, render, force: bool) -> list[str]:
+    """Write one output of a finished computation; a failure is reported in one line and the others still go on."""
+    from .outputs import OutputError, write_output
+
+    try:
+        write_output(path, render(), force)
+    except OutputError as exc:
+        message = str(exc)
+    except Exception as exc:  # a plotting library's failure must not hide the other outputs
+        if _debugging():
+            traceback.print_exc()
+        message = f"{path}: cannot render ({_first_line(exc)})"
+    else:
+        return []
+    _stderr(f"aecompress: error: {message}")
+    return [message]

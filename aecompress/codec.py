@@ -21,7 +21,18 @@ from PIL import Image
 
 from . import bitstream
 from .bitstream import ContainerError, Header
-from .entropy import FormatError, SymbolCoder, read_varint, write_varint
+from .entropy import (
+    FormatError,
+    StreamDecoder,
+    StreamEncoder,
+    SymbolCoder,
+    TableModels,
+    gaussian_likelihood,
+    index_groups,
+    read_varint,
+    scale_table,
+    write_varint,
+)
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .model import DOWNSAMPLING
 from .modelfile import LoadedModel, ModelFileError
@@ -95,11 +106,13 @@ class Codec:
         self.net = model.net.eval().to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
         self._coders: dict[int, SymbolCoder] = {}
+        self._gaussian = TableModels(model.gaussian) if model.gaussian is not None else None
 
     def coder(self, quality: int) -> SymbolCoder:
+        """Coder of the factorized part: y's channels, or z's with a hyperprior."""
         if quality not in self._coders:
-            M = self.net.preset.M
-            channels = np.arange((quality - 1) * M, quality * M)
+            C = self.net.coded_channels
+            channels = np.arange((quality - 1) * C, quality * C)
             self._coders[quality] = SymbolCoder(self.model.tables, channels)
         return self._coders[quality]
 
@@ -118,30 +131,55 @@ class Codec:
         t0 = time.perf_counter()
         q = torch.tensor([quality - 1])
         H, W = picture.height, picture.width
-        y = torch.round(self._analyze(picture.rgb(), q))
-        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**31:
+        y = self._analyze(picture.rgb(), q)
+        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
-        symbols = y[0].to(torch.int32).numpy()
+        stream = StreamEncoder()
         t1 = time.perf_counter()
-        latent = self.coder(quality).encode(symbols)
+        if self.net.hyperprior:
+            z = torch.round(self._hyper_analysis(y))
+            if not bool(torch.isfinite(z).all()) or float(z.abs().max()) >= 2**30:
+                raise ValueError("the model produced latents out of range (a broken model?)")
+            z_symbols = z[0].to(torch.int32).numpy()
+            mean, index = self.model.hyper(z_symbols, y.shape[2], y.shape[3])
+            mean_t = torch.from_numpy(mean)
+            residual = y[0].sub_(mean_t).round_()  # in place: memory for huge images
+            t1 = time.perf_counter()
+            self.coder(quality).encode_into(stream, z_symbols)
+            stream.encode(residual.to(torch.int32).numpy(), index_groups(index), self._gaussian)
+            if estimate:
+                residual = residual.clone()
+            y = (y[0].add_(mean_t))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
+        else:
+            y = torch.round(y)
+            self.coder(quality).encode_into(stream, y[0].to(torch.int32).numpy())
+        latent = stream.finish()
         t2 = time.perf_counter()
         flags, payload = 0, latent
         if picture.alpha is not None:
             flags = bitstream.FLAG_ALPHA
             payload = write_varint(len(latent)) + latent + zlib.compress(picture.alpha.tobytes(), 9)
-        header = Header(self.model.model_id, W, H, picture.channels, quality, flags)
+        header = Header(self.model.model_id, W, H, picture.channels, quality, flags, 2 if self.net.hyperprior else 1)
         data = bitstream.pack(header, payload)
         t3 = time.perf_counter()
         timings.update(transform=t1 - t0, entropy=t2 - t1, container=t3 - t2)
         result = Encoded(data, header, payload_bytes=len(latent), timings=timings)
         if estimate:
-            index = self.net.channel_index(q)
-            result.estimated_bits = float(-torch.log2(self.net.density.likelihood(y, index)).sum())
+            result.estimated_bits = (
+                self._estimate_bits(y, z, residual, index, q) if self.net.hyperprior else self._estimate_bits(y, None, None, None, q)
+            )
         if reconstruct:
             t4 = time.perf_counter()
             result.reconstruction = self._picture(self._synthesize(y, q, H, W), picture.channels, picture.alpha)
             timings["reconstruct"] = time.perf_counter() - t4
         return result
+
+    @torch.inference_mode()
+    def transform_only(self, picture: Picture, quality: int) -> np.ndarray:
+        """uint8 RGB from the transforms alone, ŷ = y (no rounding): the curve's PSNR ceiling."""
+        self.check_quality(quality)
+        q = torch.tensor([quality - 1])
+        return self._synthesize(self._analyze(picture.rgb(), q), q, picture.height, picture.width)
 
     @torch.inference_mode()
     def decode(self, data: bytes) -> Decoded:
@@ -157,8 +195,10 @@ class Codec:
             )
         if header.quality > self.model.qualities:
             raise DecodeError(f"quality {header.quality} is out of range for this model (1–{self.model.qualities})")
+        if (header.version == 2) != self.net.hyperprior:
+            raise DecodeError(f"format version {header.version} does not match this model's entropy model")
         H, W = header.height, header.width
-        shape = (self.net.preset.M, -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING))
+        h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
         alpha = None
         try:
             latent = payload
@@ -169,15 +209,71 @@ class Codec:
                 latent = payload[pos : pos + n]
                 alpha = _inflate_exact(payload[pos + n :], H * W).reshape(H, W)
             t1 = time.perf_counter()
-            symbols = self.coder(header.quality).decode(latent, shape)
+            y = self._decode_latent(latent, header.quality, h, w)
         except FormatError as exc:
             raise DecodeError(str(exc)) from None
         t2 = time.perf_counter()
-        y = torch.from_numpy(symbols).float()[None]
         q = torch.tensor([header.quality - 1])
         picture = self._picture(self._synthesize(y, q, H, W), header.channels, alpha)
         t3 = time.perf_counter()
         return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
+
+    def _hyper_analysis(self, y: torch.Tensor, band: int = 64, halo: int = 16) -> torch.Tensor:
+        """h_a over bands of ``band`` z rows with ``halo`` y rows of context (receptive field: 13).
+
+        Bounded memory on huge images; the band size is fixed, so the result depends only on
+        the image (an encoder's choice in any case: ẑ is sent).
+        """
+        h = y.shape[2]
+        hz = -(-h // 4)
+        if hz <= band:
+            return self.net.h_a(y)
+        parts = []
+        for top in range(0, hz, band):
+            lo = max(0, 4 * top - halo)
+            hi = min(h, 4 * (top + band) + halo)
+            z = self.net.h_a(y[:, :, lo:hi])
+            first = top - lo // 4
+            parts.append(z[:, :, first : first + min(band, hz - top)])
+        return torch.cat(parts, dim=2)
+
+    def _decode_latent(self, latent: bytes, quality: int, h: int, w: int, keep: dict | None = None) -> torch.Tensor:
+        """Latent section → ŷ (1, M, h, w); symbols from integers only, then the mean added.
+
+        ``keep`` (a dict), if given, receives the decoded integers: ``y`` (factorized) or
+        ``z``, ``index`` and ``residual`` (hyperprior).
+        """
+        keep = {} if keep is None else keep
+        stream = StreamDecoder(latent)
+        if not self.net.hyperprior:
+            keep["y"] = self.coder(quality).decode_from(stream, (self.net.preset.M, h, w))
+            stream.finish()
+            return torch.from_numpy(keep["y"]).float()[None]
+        keep["z"] = self.coder(quality).decode_from(stream, (self.net.preset.Nz, -(-h // 4), -(-w // 4)))
+        mean, keep["index"] = self.model.hyper(keep["z"], h, w)
+        index = keep["index"]
+        keep["residual"] = stream.decode(index.size, index_groups(index), self._gaussian).reshape(index.shape)
+        stream.finish()
+        return torch.from_numpy(keep["residual"]).float().add_(torch.from_numpy(mean))[None]
+
+    def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
+        """The integers a file decodes to (for determinism checks): see ``_decode_latent``."""
+        header, payload = bitstream.unpack(data, self.max_pixels)
+        if header.flags & bitstream.FLAG_ALPHA:
+            n, pos = read_varint(payload, 0)
+            payload = payload[pos : pos + n]
+        keep: dict[str, np.ndarray] = {}
+        self._decode_latent(payload, header.quality, -(-header.height // DOWNSAMPLING), -(-header.width // DOWNSAMPLING), keep)
+        return keep
+
+    def _estimate_bits(self, y, z, residual, index, q) -> float:
+        """The model's own −Σ log₂ p of the coded symbols (continuous densities, same tables' scales)."""
+        if z is None:
+            return float(-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))).sum())
+        z_bits = -torch.log2(self.net.density.likelihood(z, self.net.channel_index(q))).sum()
+        log_scale = torch.from_numpy(np.log(scale_table())[index]).float()
+        y_bits = -torch.log2(gaussian_likelihood(residual, log_scale)).sum()
+        return float(z_bits + y_bits)
 
     def _tiles(self, h: int, w: int):
         """Latent tiles: (core rows, core cols, rows with margin, cols with margin).

@@ -1,4 +1,4 @@
-"""Factorized entropy model: learned densities, integer CDF tables, range coding.
+"""Entropy models: learned factorized densities, Gaussian conditionals, integer tables, range coding.
 
 Training uses the continuous density (``FactorizedDensity``).  For coding, each
 channel's density is turned once, at model-build time, into an integer frequency
@@ -6,11 +6,16 @@ table (``Tables``) stored in the model file.  Encoder and decoder drive the rang
 coder (constriction) from those integers only, so decoding is bit-exact on every
 machine.  Values outside a table's support are coded as an escape symbol followed
 by the value itself in a small side stream: never clipped.
+
+The hyperprior codes y with Gaussian conditionals from a fixed table of scales:
+one integer table per scale, built in float64 when the model file is written;
+which table codes a symbol is decided by integer arithmetic (``aecompress.integer``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import constriction
@@ -84,19 +89,19 @@ class Tables:
     offsets: np.ndarray  # int32 (C,)
     lengths: np.ndarray  # int32 (C,)
 
-    def tensors(self) -> dict[str, Tensor]:
+    def tensors(self, prefix: str = "tables") -> dict[str, Tensor]:
         return {
-            "tables.freqs": torch.from_numpy(self.freqs),
-            "tables.offsets": torch.from_numpy(self.offsets),
-            "tables.lengths": torch.from_numpy(self.lengths),
+            f"{prefix}.freqs": torch.from_numpy(self.freqs),
+            f"{prefix}.offsets": torch.from_numpy(self.offsets),
+            f"{prefix}.lengths": torch.from_numpy(self.lengths),
         }
 
     @staticmethod
-    def from_tensors(tensors: dict[str, Tensor]) -> Tables:
+    def from_tensors(tensors: dict[str, Tensor], prefix: str = "tables") -> Tables:
         t = Tables(
-            freqs=tensors["tables.freqs"].numpy().astype(np.int32),
-            offsets=tensors["tables.offsets"].numpy().astype(np.int32),
-            lengths=tensors["tables.lengths"].numpy().astype(np.int32),
+            freqs=tensors[f"{prefix}.freqs"].numpy().astype(np.int32),
+            offsets=tensors[f"{prefix}.offsets"].numpy().astype(np.int32),
+            lengths=tensors[f"{prefix}.lengths"].numpy().astype(np.int32),
         )
         t.validate()
         return t
@@ -162,68 +167,241 @@ def _to_double(density: FactorizedDensity) -> FactorizedDensity:
     return copy
 
 
-class SymbolCoder:
-    """Range coding of integer latents with a model's tables (one quality's channels)."""
+class TableModels:
+    """The range coder's models for the rows of a ``Tables``, built once per row on demand."""
 
-    def __init__(self, tables: Tables, channels: np.ndarray) -> None:
-        self.offsets = tables.offsets[channels].astype(np.int64)
-        self.lengths = tables.lengths[channels].astype(np.int64)
-        self.models = [
-            constriction.stream.model.Categorical(
-                tables.freqs[c, : tables.lengths[c] + 1].astype(np.float64) / (1 << PRECISION), perfect=False
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self._models: dict[int, object] = {}
+
+    def __getitem__(self, row: int):
+        if row not in self._models:
+            t = self.tables
+            self._models[row] = constriction.stream.model.Categorical(
+                t.freqs[row, : t.lengths[row] + 1].astype(np.float64) / (1 << PRECISION), perfect=False
             )
-            for c in channels
-        ]
+        return self._models[row]
 
-    def encode(self, y: np.ndarray) -> bytes:
-        """Integer latent (M, H, W) → payload bytes."""
-        if y.size and (int(y.min()) < -(1 << 31) or int(y.max()) >= 1 << 31):
+
+Positions = slice | np.ndarray  # where one table's symbols sit in the flat latent
+
+
+def index_groups(index: np.ndarray) -> Iterator[tuple[int, Positions]]:
+    """(row, positions) for every table row used in ``index``: rows ascending, positions in order.
+
+    One pass per possible row over a small-integer array: memory stays at a mask and one
+    group's positions (a 50-megapixel image has 31 million symbols).
+    """
+    flat = index.reshape(-1)
+    if flat.size == 0:
+        return
+    for row in range(int(flat.min()), int(flat.max()) + 1):
+        positions = np.flatnonzero(flat == row)
+        if positions.size:
+            yield row, positions
+
+
+def channel_groups(rows: np.ndarray, per_row: int) -> Iterator[tuple[int, Positions]]:
+    """Groups of a (C, H, W) latent coded channel by channel: row ``rows[c]`` for channel c."""
+    for c, row in enumerate(np.asarray(rows).tolist()):
+        yield int(row), slice(c * per_row, (c + 1) * per_row)
+
+
+def _positions_of(positions: Positions, mask: np.ndarray) -> np.ndarray:
+    return positions.start + np.flatnonzero(mask) if isinstance(positions, slice) else positions[mask]
+
+
+class StreamEncoder:
+    """One range-coded stream plus its escape list; symbols coded in groups of one table each.
+
+    ``encode(values, groups)`` codes, group after group, the values at each group's
+    positions (in order) with that group's table row.  Groups come ascending by row
+    (``index_groups``, ``channel_groups``).  A payload is the coded words followed by the
+    escaped values of every call, in coding order.
+    """
+
+    def __init__(self) -> None:
+        self.coder = constriction.stream.queue.RangeEncoder()
+        self.escaped: list[np.ndarray] = []
+
+    def encode(self, values: np.ndarray, groups: Iterable[tuple[int, Positions]], models: TableModels) -> None:
+        values = values.reshape(-1)
+        if values.size and (int(values.min()) < -(1 << 31) or int(values.max()) >= 1 << 31):
             raise ValueError("latent values out of the coder's 32-bit range")
-        encoder = constriction.stream.queue.RangeEncoder()
-        escaped: list[np.ndarray] = []
-        for c, model in enumerate(self.models):
-            values = y[c].reshape(-1).astype(np.int64)
-            symbols = values - self.offsets[c]
-            outside = (symbols < 0) | (symbols >= self.lengths[c])
+        t = models.tables
+        for row, positions in groups:
+            group = values[positions].astype(np.int64)
+            symbols = group - int(t.offsets[row])
+            outside = (symbols < 0) | (symbols >= t.lengths[row])
             if outside.any():
-                symbols[outside] = self.lengths[c]
-                escaped.append(values[outside])
-            encoder.encode(symbols.astype(np.int32), model)
-        words = encoder.get_compressed().astype("<u4").tobytes()
-        side = np.concatenate(escaped) if escaped else np.zeros(0, np.int64)
+                symbols[outside] = t.lengths[row]
+                self.escaped.append(group[outside])
+            self.coder.encode(symbols.astype(np.int32), models[row])
+
+    def finish(self) -> bytes:
+        words = self.coder.get_compressed().astype("<u4").tobytes()
+        side = np.concatenate(self.escaped) if self.escaped else np.zeros(0, np.int64)
         return write_varint(len(words) // 4) + words + b"".join(write_varint(zigzag(int(v))) for v in side)
 
-    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
-        """Payload bytes → integer latent of ``shape`` (M, H, W)."""
-        M, H, W = shape
+
+class StreamDecoder:
+    """Reads what ``StreamEncoder`` wrote, call for call; every problem is a ``FormatError``."""
+
+    def __init__(self, payload: bytes) -> None:
         n_words, pos = read_varint(payload, 0)
         end = pos + 4 * n_words
         if end > len(payload):
             raise FormatError("payload is shorter than its coded stream")
         words = np.frombuffer(payload[pos:end], dtype="<u4").astype(np.uint32)
-        decoder = constriction.stream.queue.RangeDecoder(words)
-        out = np.empty((M, H * W), np.int32)
-        for c, model in enumerate(self.models):
+        self.coder = constriction.stream.queue.RangeDecoder(words)
+        self.payload, self.pos = payload, end
+
+    def decode(self, size: int, groups: Iterable[tuple[int, Positions]], models: TableModels) -> np.ndarray:
+        """``size`` values (flat, int32), group by group as ``StreamEncoder.encode`` coded them."""
+        out = np.empty(size, np.int32)
+        t = models.tables
+        escapes: list[np.ndarray] = []
+        for row, positions in groups:
+            count = positions.stop - positions.start if isinstance(positions, slice) else len(positions)
             try:
-                out[c] = decoder.decode(model, H * W)
+                symbols = np.asarray(self.coder.decode(models[row], count), dtype=np.int32)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:  # constriction reports corrupt streams as exceptions (a Rust panic is a BaseException)
                 raise FormatError(f"coded stream is corrupt ({str(exc).splitlines()[0][:80]})") from None
-        escape = out == self.lengths[:, None].astype(np.int32)
-        out += self.offsets[:, None].astype(np.int32)
-        pos = end
-        if escape.any():
-            values = np.empty(int(escape.sum()), np.int32)
-            for i in range(len(values)):
-                v, pos = read_varint(payload, pos)
+            escape = symbols == t.lengths[row]
+            out[positions] = symbols + t.offsets[row]
+            if escape.any():
+                escapes.append(_positions_of(positions, escape))
+        for positions in escapes:
+            for p in positions.tolist():
+                v, self.pos = read_varint(self.payload, self.pos)
                 if v >= 1 << 32:
                     raise FormatError("escaped value out of range")
-                values[i] = unzigzag(v)
-            out[escape] = values
-        if pos != len(payload):
+                out[p] = unzigzag(v)
+        return out
+
+    def finish(self) -> None:
+        if self.pos != len(self.payload):
             raise FormatError("payload has trailing bytes")
-        return out.reshape(M, H, W)
+
+
+class SymbolCoder:
+    """Range coding of a whole latent (C, H, W) with one table per channel (the factorized prior)."""
+
+    def __init__(self, tables: Tables, channels: np.ndarray) -> None:
+        self.models = TableModels(tables)
+        self.channels = np.asarray(channels, np.int64)
+
+    def _groups(self, shape: tuple[int, int, int]) -> Iterator[tuple[int, Positions]]:
+        C, H, W = shape
+        if C != len(self.channels):
+            raise ValueError(f"latent has {C} channels, the coder {len(self.channels)}")
+        return channel_groups(self.channels, H * W)
+
+    def encode(self, y: np.ndarray) -> bytes:
+        """Integer latent (C, H, W) → payload bytes."""
+        stream = StreamEncoder()
+        self.encode_into(stream, y)
+        return stream.finish()
+
+    def encode_into(self, stream: StreamEncoder, y: np.ndarray) -> None:
+        stream.encode(y, self._groups(y.shape), self.models)
+
+    def decode(self, payload: bytes, shape: tuple[int, int, int]) -> np.ndarray:
+        """Payload bytes → integer latent of ``shape`` (C, H, W)."""
+        stream = StreamDecoder(payload)
+        out = self.decode_from(stream, shape)
+        stream.finish()
+        return out
+
+    def decode_from(self, stream: StreamDecoder, shape: tuple[int, int, int]) -> np.ndarray:
+        C, H, W = shape
+        return stream.decode(C * H * W, self._groups(shape), self.models).reshape(shape)
+
+
+# ---------------------------------------------------------------- Gaussian conditionals
+
+# The fixed scale table of the hyperprior: σ_i = exp((LOG_SCALE_MIN_Q8 + i·LOG_SCALE_STEP_Q8) / 256),
+# i = 0 … SCALES−1 (0.11 … 290, 1/8 apart in ln σ).  Log-scales are fixed-point numbers with
+# 8 fractional bits, so the index is pure integer arithmetic.
+LOG_SCALE_MIN_Q8 = -565
+LOG_SCALE_STEP_Q8 = 32
+SCALES = 64
+GAUSSIAN_TAIL = 4.75  # table support ±(4.75σ + ½): tail mass ≈ 1e-6 on each side, then escapes
+
+
+def scale_table() -> np.ndarray:
+    """σ of every table (float64)."""
+    return np.exp((LOG_SCALE_MIN_Q8 + LOG_SCALE_STEP_Q8 * np.arange(SCALES)) / 256.0)
+
+
+def scale_index_from_q8(log_scale_q8: np.ndarray) -> np.ndarray:
+    """Fixed-point ln σ (8 fractional bits, integers) → nearest table index, in integers."""
+    q = np.asarray(log_scale_q8, np.int64)
+    return np.clip((q - LOG_SCALE_MIN_Q8 + LOG_SCALE_STEP_Q8 // 2) // LOG_SCALE_STEP_Q8, 0, SCALES - 1).astype(np.uint8)
+
+
+class _Bound(torch.autograd.Function):
+    """Clamp whose gradient passes only where it moves the value back inside the bounds.
+
+    A plain straight-through clamp lets the many symbols that would like an ever smaller
+    σ push the raw log-scale without limit below the table's smallest σ (measured: to
+    −160 in 5,000 steps), where no gradient brings it back when a larger σ is needed;
+    a hard clamp kills the gradient.  This is CompressAI's ``LowerBound`` idea, both ends.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, low: float, high: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.low, ctx.high = low, high
+        return x.clamp(low, high)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        passes = ((x >= ctx.low) | (grad < 0)) & ((x <= ctx.high) | (grad > 0))
+        return grad * passes, None, None
+
+
+def bound(x: Tensor, low: float, high: float) -> Tensor:
+    return _Bound.apply(x, low, high)
+
+
+LOG_SCALE_LOW = (LOG_SCALE_MIN_Q8 - LOG_SCALE_STEP_Q8 / 2) / 256  # ln σ of the table's first bin edge
+LOG_SCALE_HIGH = (LOG_SCALE_MIN_Q8 + LOG_SCALE_STEP_Q8 * (SCALES - 0.5)) / 256
+
+
+def gaussian_likelihood(residual: Tensor, log_scale: Tensor) -> Tensor:
+    """Mass of the unit bin around ``residual`` under N(0, σ²), σ = exp(log_scale).
+
+    The log-scale is bounded to the table's range (``bound``): training sees the σ
+    that coding will use, and the raw value cannot drift out of reach.
+    """
+    log_scale = bound(log_scale, LOG_SCALE_LOW, LOG_SCALE_HIGH)
+    inv = torch.exp(-log_scale) * (1 / math.sqrt(2))
+    r = residual.abs()
+    upper = torch.erfc((r - 0.5) * inv)  # 2·(1 − Φ((r − ½)/σ))
+    lower = torch.erfc((r + 0.5) * inv)
+    return (0.5 * (upper - lower)).clamp_min(LIKELIHOOD_BOUND)
+
+
+def build_gaussian_tables() -> Tables:
+    """One integer table per σ of ``scale_table()`` for round(y − μ) (float64, done once per model file)."""
+    C = SCALES
+    freqs, offsets, lengths = [], np.zeros(C, np.int32), np.zeros(C, np.int32)
+    for i, sigma in enumerate(scale_table()):
+        R = int(math.ceil(GAUSSIAN_TAIL * sigma + 0.5))
+        k = torch.arange(-R, R + 2, dtype=torch.float64) - 0.5
+        cdf = (0.5 * torch.erfc(-k / (sigma * math.sqrt(2)))).numpy()
+        pmf = np.diff(cdf)
+        escape = max(cdf[0] + 1.0 - cdf[-1], 0.0)
+        freqs.append(quantize_pmf(np.append(pmf, escape)))
+        offsets[i], lengths[i] = -R, 2 * R + 1
+    table = np.zeros((C, int(lengths.max()) + 1), np.int32)
+    for c, f in enumerate(freqs):
+        table[c, : len(f)] = f
+    return Tables(table, offsets, lengths)
 
 
 def write_varint(n: int) -> bytes:

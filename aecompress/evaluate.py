@@ -6,6 +6,7 @@ PSNR on 8-bit RGB per image then averaged, BD-rate by PCHIP over PSNR.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -23,6 +24,7 @@ from .data import find_images
 from .images import Picture, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
+from .outputs import atomic_write
 
 
 @dataclass
@@ -37,9 +39,13 @@ class Point:
     encode_ms: float
     decode_ms: float
     images: int
+    ceiling_psnr: float | None = None  # models with --ceiling: PSNR with the quantizer switched off
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        d = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+        if d["ceiling_psnr"] is None:
+            del d["ceiling_psnr"]
+        return d
 
 
 @dataclass
@@ -80,18 +86,22 @@ def evaluate(
     progress: Callable[[int], None] | None = None,
     qualities: list[int] | None = None,
     jobs: int = 1,
+    ceiling: bool = False,
 ) -> Evaluation:
     """Encode every image of ``folder`` with each model and each baseline, at every setting.
 
     ``models`` maps a display name to a model; ``jobs > 1`` spreads the images over
-    that many processes (one thread each).
+    that many processes (one thread each).  ``ceiling`` also measures each model's
+    transforms alone (ŷ = y, no rounding): the PSNR its curve could reach with an
+    infinite rate.  A low ceiling means undertrained transforms; a curve far below
+    a good ceiling means a weak entropy model or rate trade-off.
     """
     paths = find_images(folder)
     if not paths:
         raise ValueError(f"{folder}: no images found")
     result = Evaluation([p.name for p in paths], models={name: m.model_id for name, m in models.items()})
     plan = tuple((name, m.path, tuple(qualities or range(1, m.qualities + 1))) for name, m in models.items())
-    task = partial(_evaluate_image, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim)
+    task = partial(_evaluate_image, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling)
     rows: dict[tuple[str, float], list[tuple]] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
@@ -103,6 +113,7 @@ def evaluate(
     for (name, setting), values in rows.items():
         arr = np.array([[v if v is not None else np.nan for v in row] for row in values], dtype=np.float64)
         mean = arr.mean(axis=0)
+        has_ceiling = len(mean) > 5 and not np.isnan(mean[5])
         result.points.append(
             Point(
                 name,
@@ -113,6 +124,7 @@ def evaluate(
                 float(mean[3] * 1000),
                 float(mean[4] * 1000),
                 len(values),
+                float(mean[5]) if has_ceiling else None,
             )
         )
     order = [*models, *codecs]
@@ -131,8 +143,8 @@ def _merge(rows: dict, image_rows: dict, progress) -> None:
         progress(1)
 
 
-def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool) -> dict:
-    """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec)}."""
+def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool, ceiling: bool = False) -> dict:
+    """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec[, ceiling psnr])}."""
     picture = read_image(path.read_bytes(), str(path))
     rgb = picture.rgb()
     pixels = picture.width * picture.height
@@ -147,6 +159,8 @@ def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: 
             out = codec.decode(enc.data).picture.rgb()
             t2 = time.perf_counter()
             rows[(name, q)] = _measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
+            if ceiling:
+                rows[(name, q)] += (min(psnr(rgb, codec.transform_only(source, q)), 100.0),)
     image = Image.fromarray(rgb)
     for name in codecs:
         for setting in baselines.BASELINES[name].settings:
@@ -173,11 +187,21 @@ def format_table(ev: Evaluation, anchor: str = "jpeg") -> str:
     ids = ", ".join(f"{name} = model {mid}" for name, mid in ev.models.items())
     lines = [f"{len(ev.images)} images" + (f"; {ids}" if ids else ""), ""]
     width = max([11, *(len(c) + 1 for c in ev.codecs())])
-    lines.append(f"{'codec':<{width}} {'setting':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}")
+    ceiling = any(p.ceiling_psnr is not None for p in ev.points)
+    extra = f" {'ceiling':>8}" if ceiling else ""
+    lines.append(f"{'codec':<{width}} {'setting':>8} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}{extra}")
     for p in ev.points:
         setting = f"q{int(p.setting)}" if p.codec in ev.models else f"{p.setting:g}"
         ms = f"{p.ms_ssim:.4f}" if p.ms_ssim is not None else "-"
-        lines.append(f"{p.codec:<{width}} {setting:>8} {p.bpp:>7.3f} {p.psnr:>7.2f} {ms:>8} {p.encode_ms:>8.1f} {p.decode_ms:>8.1f}")
+        cell = (f" {p.ceiling_psnr:>8.2f}" if p.ceiling_psnr is not None else f" {'-':>8}") if ceiling else ""
+        lines.append(f"{p.codec:<{width}} {setting:>8} {p.bpp:>7.3f} {p.psnr:>7.2f} {ms:>8} {p.encode_ms:>8.1f} {p.decode_ms:>8.1f}{cell}")
+    if ceiling:
+        lines += [
+            "",
+            "ceiling: PSNR of the model's transforms alone (quantizer off, infinite rate). A ceiling close to the",
+            "curve's PSNR means the transforms limit the model (train longer or larger); a high ceiling far above",
+            "the curve means the rate side (entropy model, λ) is what costs quality.",
+        ]
     codecs = ev.codecs()
     if len(codecs) > 1:
         lines.append("")
@@ -197,29 +221,56 @@ def _fmt_pct(value: float) -> str:
     return "no overlap" if value != value else f"{value:+.1f}%"
 
 
-def plot(ev: Evaluation, path: Path, title: str = "") -> None:
-    """RD curves (PSNR and MS-SSIM over bpp) as an image; needs matplotlib."""
+def plot_format(path: Path) -> str:
+    """The image format a plot written to ``path`` will have; checked before the evaluation, not after it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         raise RuntimeError("--plot needs matplotlib: pip install 'aecompress[plot]'") from None
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise RuntimeError(f"{path}: matplotlib cannot write .{fmt} plots (use one of .{', .'.join(sorted(supported))})")
+    return fmt
+
+
+def plot_image(ev: Evaluation, fmt: str = "png", title: str = "") -> bytes:
+    """RD curves (PSNR and MS-SSIM over bpp) as the bytes of an image file; needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     has_ssim = any(p.ms_ssim is not None for p in ev.points)
     fig, axes = plt.subplots(1, 2 if has_ssim else 1, figsize=(12 if has_ssim else 7, 5), squeeze=False)
     for name in ev.codecs():
         pts = [p for p in ev.points if p.codec == name]
         style = dict(marker="o", linewidth=2.5 if name in ev.models else 1.2, markersize=4)
-        axes[0][0].plot([p.bpp for p in pts], [p.psnr for p in pts], label=name, **style)
+        label = _plain(name)
+        axes[0][0].plot([p.bpp for p in pts], [p.psnr for p in pts], label=label, **style)
         if has_ssim:
-            axes[0][1].plot([p.bpp for p in pts], [-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))) for p in pts], label=name, **style)
-    axes[0][0].set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=title or "Rate–distortion", xlim=(0, 2.0))
+            axes[0][1].plot([p.bpp for p in pts], [-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))) for p in pts], label=label, **style)
+    axes[0][0].set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=_plain(title) or "Rate–distortion", xlim=(0, 2.0))
     if has_ssim:
         axes[0][1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM", xlim=(0, 2.0))
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=110)
     plt.close(fig)
+    return buffer.getvalue()
+
+
+def _plain(text: str) -> str:
+    """Text shown as typed: a '$' in a folder or model name must not start matplotlib's math mode."""
+    return text.replace("$", r"\$")
+
+
+def plot(ev: Evaluation, path: Path, title: str = "", overwrite: bool = True) -> None:
+    """Write the RD plot to ``path`` (format from its suffix) through a temporary file."""
+    atomic_write(path, plot_image(ev, plot_format(Path(path)), title), overwrite=overwrite)

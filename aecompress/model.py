@@ -10,13 +10,13 @@ vectors on the latent (Cui et al. 2021): ``y * gain[q]`` is rounded for coding a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .entropy import FactorizedDensity
+from .entropy import FactorizedDensity, gaussian_likelihood
 
 DOWNSAMPLING = 16  # four stride-2 layers
 
@@ -29,15 +29,32 @@ class Preset:
     M: int  # channels of the latent
     lambdas: tuple[float, ...]  # rate-distortion trade-off of each quality level
     name: str = "custom"
+    entropy: str = "factorized"  # or "hyperprior" (mean-scale, Minnen et al. 2018)
+    Nz: int = 0  # channels of the hyper-latent z (hyperprior only)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lambdas"] = list(self.lambdas)
+        if self.entropy == "factorized":  # files of factorized models stay as they were
+            del d["entropy"], d["Nz"]
         return d
 
     @staticmethod
     def from_dict(d: dict) -> Preset:
-        return Preset(N=int(d["N"]), M=int(d["M"]), lambdas=tuple(float(x) for x in d["lambdas"]), name=str(d.get("name", "custom")))
+        entropy = str(d.get("entropy", "factorized"))
+        if entropy not in ("factorized", "hyperprior"):
+            raise ValueError(f"unknown entropy model {entropy!r}")
+        return Preset(
+            N=int(d["N"]),
+            M=int(d["M"]),
+            lambdas=tuple(float(x) for x in d["lambdas"]),
+            name=str(d.get("name", "custom")),
+            entropy=entropy,
+            Nz=int(d.get("Nz", 0)),
+        )
+
+    def with_lambdas(self, lambdas: tuple[float, ...]) -> Preset:
+        return replace(self, lambdas=tuple(lambdas))
 
 
 def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
@@ -50,6 +67,9 @@ def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
 
 # λ ladder of the field (CompressAI's qualities 1–8 span 0.0018–0.0932).
 DEFAULT_LAMBDAS = lambda_ladder(0.0018, 0.0932, 8)
+# The hyperprior presets extend it at both ends with the same spacing, so that one model
+# spans about 0.1 to 1.5+ bpp on Kodak: ten levels, 0.0012–0.2.
+WIDE_LAMBDAS = lambda_ladder(0.0012, 0.2, 10)
 
 PRESETS: dict[str, Preset] = {
     # Tests and demos: trains in seconds on a CPU.
@@ -58,6 +78,10 @@ PRESETS: dict[str, Preset] = {
     "small": Preset(N=64, M=160, lambdas=DEFAULT_LAMBDAS, name="small"),
     # Ballé 2018's size, for GPUs.
     "base": Preset(N=128, M=192, lambdas=DEFAULT_LAMBDAS, name="base"),
+    # The same transforms with a mean-scale hyperprior (the shipped default since format 2).
+    "tiny-hp": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-hp", entropy="hyperprior", Nz=16),
+    "small-hp": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-hp", entropy="hyperprior", Nz=64),
+    "base-hp": Preset(N=128, M=192, lambdas=WIDE_LAMBDAS, name="base-hp", entropy="hyperprior", Nz=128),
 }
 
 
@@ -90,8 +114,54 @@ def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
 
 
+def _conv3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=1, padding=1)
+
+
+class HyperAnalysis(nn.Sequential):
+    """Latent y (1/16) → hyper-latent z (1/64): where y's statistics change."""
+
+    def __init__(self, M: int, N: int, Nz: int) -> None:
+        super().__init__(_conv3(M, N), nn.ReLU(), _conv(N, N), nn.ReLU(), _conv(N, Nz))
+
+
+class HyperSynthesis(nn.Module):
+    """Quantized ẑ (1/64) → mean and log-scale of every y symbol (1/16).
+
+    Only 3×3 convolutions, pixel shuffles and ReLUs: layers that run exactly in
+    integer arithmetic at coding time (``aecompress.integer``), so the choice of
+    each symbol's table never depends on the machine.  Output channels: M means,
+    then M natural-log scales.
+    """
+
+    def __init__(self, Nz: int, M: int) -> None:
+        super().__init__()
+        self.widths = hyper_widths(M)
+        h1, h2 = self.widths
+        self.convs = nn.ModuleList([_conv3(Nz, 4 * h1), _conv3(h1, 4 * h2), _conv3(h2, 2 * M)])
+
+    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        x = z_hat
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            if i < len(self.convs) - 1:
+                x = F.relu(F.pixel_shuffle(x, 2))
+        mean, log_scale = x.chunk(2, dim=1)
+        return mean, log_scale
+
+
+def hyper_widths(M: int) -> tuple[int, int]:
+    """Hidden widths of the hyper-synthesis (Minnen 2018 widens towards 2M)."""
+    return (M * 3 // 5, M * 9 // 10)
+
+
 class AutoEncoder(nn.Module):
-    """Transforms, per-quality gains and the factorized entropy model."""
+    """Transforms, per-quality gains and the entropy model (factorized or hyperprior).
+
+    With a hyperprior, ``density`` is the factorized prior of z (one per quality
+    and z channel), and y is coded with Gaussian conditionals whose mean and scale
+    come from ``h_s(ẑ)``.
+    """
 
     def __init__(self, preset: Preset) -> None:
         super().__init__()
@@ -112,16 +182,30 @@ class AutoEncoder(nn.Module):
         log_gain = 0.5 * torch.log(lam / lam[len(lam) // 2])
         self.log_gain = nn.Parameter(log_gain[:, None].repeat(1, M).contiguous())
         self.log_inverse_gain = nn.Parameter(-log_gain[:, None].repeat(1, M).contiguous())
-        self.density = FactorizedDensity(Q * M)
+        if self.hyperprior:
+            self.h_a = HyperAnalysis(M, N, preset.Nz)
+            self.h_s = HyperSynthesis(preset.Nz, M)
+            self.density = FactorizedDensity(Q * preset.Nz)
+        else:
+            self.density = FactorizedDensity(Q * M)
+
+    @property
+    def hyperprior(self) -> bool:
+        return self.preset.entropy == "hyperprior"
 
     @property
     def qualities(self) -> int:
         return len(self.preset.lambdas)
 
+    @property
+    def coded_channels(self) -> int:
+        """Channels coded with the factorized density: y's, or z's with a hyperprior."""
+        return self.preset.Nz if self.hyperprior else self.preset.M
+
     def channel_index(self, quality: Tensor) -> Tensor:
-        """Index of each (sample, channel) into the density's Q·M channels."""
-        M = self.preset.M
-        return quality[:, None] * M + torch.arange(M, device=quality.device)[None, :]
+        """Index of each (sample, channel) into the density's Q·C channels."""
+        C = self.coded_channels
+        return quality[:, None] * C + torch.arange(C, device=quality.device)[None, :]
 
     def analysis(self, x: Tensor, quality: Tensor) -> Tensor:
         """Image in [0, 1] → scaled latent (before rounding)."""
@@ -131,18 +215,46 @@ class AutoEncoder(nn.Module):
         """Quantized scaled latent → image (not clamped)."""
         return self.g_s(y_hat * self.log_inverse_gain[quality].exp()[:, :, None, None])
 
+    def hyper_parameters(self, z_hat: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """Float mean and log-scale of y from ẑ, cropped to y's size (training, estimates)."""
+        mean, log_scale = self.h_s(z_hat)
+        return mean[:, :, :height, :width], log_scale[:, :, :height, :width]
+
     def forward(self, x: Tensor, quality: Tensor) -> tuple[Tensor, Tensor]:
         """Training pass: reconstruction and bits per sample.
 
         Noise stands in for rounding in the rate term; the synthesis sees rounded
         values with a straight-through gradient (a better decoder than with noise).
-        Under autocast (bf16 on GPUs) the transforms run in low precision, but the
-        entropy model always runs in float32: its likelihoods need the precision.
+        Under autocast (bf16) the transforms run in low precision, but the entropy
+        model (hyper-networks included) always runs in float32: its likelihoods
+        need the precision, and at coding time it runs in exact integers.
         """
         y = self.analysis(x, quality).float()
-        noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         with torch.autocast(device_type=y.device.type, enabled=False):
-            likelihood = self.density.likelihood(noisy, self.channel_index(quality))
-        bits = -torch.log2(likelihood).sum(dim=(1, 2, 3))
-        y_hat = y + (torch.round(y) - y).detach()
+            if not self.hyperprior:
+                noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+                likelihood = self.density.likelihood(noisy, self.channel_index(quality))
+                bits = -torch.log2(likelihood).sum(dim=(1, 2, 3))
+                y_hat = y + (torch.round(y) - y).detach()
+            else:
+                z = self.h_a(y)
+                z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+                z_bits = -torch.log2(self.density.likelihood(z_noisy, self.channel_index(quality))).sum(dim=(1, 2, 3))
+                z_hat = z + (torch.round(z) - z).detach()
+                mean, log_scale = self.hyper_parameters(z_hat, y.shape[2], y.shape[3])
+                residual = y - mean
+                noisy = residual + torch.empty_like(residual).uniform_(-0.5, 0.5)
+                y_bits = -torch.log2(gaussian_likelihood(noisy, log_scale)).sum(dim=(1, 2, 3))
+                bits = y_bits + z_bits
+                y_hat = mean + residual + (torch.round(residual) - residual).detach()
         return self.synthesis(y_hat, quality).float(), bits
+
+    def load_transforms(self, other: AutoEncoder) -> list[str]:
+        """Copy every tensor whose name and shape match (fine-tuning across entropy models)."""
+        mine = self.state_dict()
+        copied = {k: v for k, v in other.state_dict().items() if k in mine and mine[k].shape == v.shape}
+        if not self.hyperprior == other.hyperprior:
+            copied = {k: v for k, v in copied.items() if not k.startswith("density.")}
+        mine.update(copied)
+        self.load_state_dict(mine)
+        return sorted(copied)

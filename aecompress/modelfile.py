@@ -17,12 +17,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .entropy import FormatError, Tables, build_tables
+from .entropy import FormatError, Tables, build_gaussian_tables, build_tables
+from .integer import IntegerHyperSynthesis
 from .model import AutoEncoder, Preset
 from .outputs import atomic_write
 
 FORMAT = "aecompress-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # written for hyperprior models; factorized models are still written as 1
+READABLE_VERSIONS = ("1", "2")
 
 
 class ModelFileError(ValueError):
@@ -38,6 +40,8 @@ class LoadedModel:
     model_id: str
     metadata: dict = field(default_factory=dict)
     path: str = ""
+    gaussian: Tables | None = None  # hyperprior: one table per scale
+    hyper: IntegerHyperSynthesis | None = None  # hyperprior: the integer h_s
 
     @property
     def qualities(self) -> int:
@@ -59,10 +63,14 @@ def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None 
     net = net.cpu().eval()
     tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
     tensors.update(build_tables(net.density).tensors())
+    if net.hyperprior:  # h_s is stored once, as the integers that coding uses
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("h_s.")}
+        tensors.update(build_gaussian_tables().tensors("gaussian"))
+        tensors.update(IntegerHyperSynthesis.from_float(net.h_s).tensors())
     mid = model_id_of(tensors)
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(FORMAT_VERSION if net.hyperprior else 1),
         "preset": json.dumps(net.preset.to_dict()),
         "model_id": mid,
         "training": json.dumps(training or {}),
@@ -89,22 +97,32 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelFileError(f"{path}: not a readable model file ({str(exc).splitlines()[0][:120]})") from None
     if metadata.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an aecompress model (safetensors without our metadata)")
-    if metadata.get("format_version") != str(FORMAT_VERSION):
+    if metadata.get("format_version") not in READABLE_VERSIONS:
         raise ModelFileError(f"{path}: model format version {metadata.get('format_version')} is not supported")
     try:
         preset = Preset.from_dict(json.loads(metadata["preset"]))
         net = AutoEncoder(preset)
-        weights = {k: v for k, v in tensors.items() if not k.startswith("tables.")}
-        net.load_state_dict(weights, strict=True)
+        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", "gaussian.", "hyper_int."))}
         tables = Tables.from_tensors(tensors)
+        gaussian = hyper = None
+        if net.hyperprior:
+            gaussian = Tables.from_tensors(tensors, "gaussian")
+            hyper = IntegerHyperSynthesis.from_tensors(tensors)
+            expected = [tuple(c.weight.shape) for c in net.h_s.convs]
+            if [w.shape for w in hyper.weights] != expected:
+                raise FormatError("integer hyper-synthesis does not match the architecture")
+            hyper.to_float(net.h_s)
+            weights.update({f"h_s.{k}": v for k, v in net.h_s.state_dict().items()})
+        net.load_state_dict(weights, strict=True)
     except (KeyError, RuntimeError, ValueError, FormatError) as exc:
         raise ModelFileError(f"{path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
     mid = model_id_of(tensors)
     if mid != metadata.get("model_id"):
         raise ModelFileError(f"{path}: model file was modified (its content does not match its id)")
-    if tables.freqs.shape[0] != preset.M * len(preset.lambdas):
+    if tables.freqs.shape[0] != net.coded_channels * len(preset.lambdas):
         raise ModelFileError(f"{path}: entropy tables do not match the architecture")
-    return LoadedModel(net.eval(), tables, mid, {k: _maybe_json(v) for k, v in metadata.items()}, str(path))
+    meta = {k: _maybe_json(v) for k, v in metadata.items()}
+    return LoadedModel(net.eval(), tables, mid, meta, str(path), gaussian, hyper)
 
 
 def _maybe_json(value: str):

@@ -16,14 +16,14 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .data import PatchSampler, find_images
+from .data import DEFAULT_CACHE_BYTES, PatchSampler, find_images
 from .model import PRESETS, AutoEncoder, Preset
 from .modelfile import save_model
 from .outputs import atomic_write
@@ -35,7 +35,7 @@ class TrainConfig:
 
     data: str
     output: str
-    preset: str = "small"
+    preset: str | None = None  # None: the init model's architecture, else DEFAULT_PRESET
     lambdas: tuple[float, ...] | None = None  # None: the preset's ladder
     steps: int | None = None
     time_budget: float | None = None  # seconds
@@ -51,7 +51,12 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None
     threads: int | None = None
-    precision: str = "auto"  # auto (bf16 on CUDA, fp32 elsewhere), bf16, fp32
+    cache_bytes: int = DEFAULT_CACHE_BYTES  # decoded images kept in memory; larger folders are streamed
+    precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), bf16, fp32
+    keep_checkpoint: bool = False  # a finished run removes its checkpoint unless asked to keep it
+
+
+DEFAULT_PRESET = "small-hp"
 
 
 class TrainingError(RuntimeError):
@@ -155,6 +160,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     ckpt_path = Path(cfg.checkpoint) if cfg.checkpoint else output.with_name(output.name + ".ckpt")
 
     state = None
+    init_name = cfg.init  # recorded in the model; a resumed run keeps the original run's
+    prior_stages: list[dict] = []  # training history of the init model: a model trained in stages keeps its log
     if cfg.resume:
         try:
             state = torch.load(cfg.resume, map_location="cpu", weights_only=True)
@@ -165,22 +172,29 @@ def train(cfg: TrainConfig, log=print) -> Path:
             raise TrainingError(f"{cfg.resume}: not a readable checkpoint ({str(exc).splitlines()[0][:100]})") from None
         preset = Preset.from_dict(state["preset"])
         if preset.name == "custom" and saved.get("preset") in PRESETS and PRESETS[saved["preset"]].N == preset.N:
-            preset = Preset(preset.N, preset.M, preset.lambdas, saved["preset"])  # checkpoints from before names were kept
+            preset = replace(preset, name=saved["preset"])  # checkpoints from before names were kept
         for key in ("preset", "batch_size", "patch_size", "lr", "warmup", "downscale", "seed"):
             setattr(cfg, key, saved[key])  # a resumed run continues the same recipe
-    elif cfg.init:
-        from .codec import load_model  # knows "default"
-
-        init_model = load_model(cfg.init)
-        preset = init_model.net.preset
+        init_name = saved.get("init")
+        prior_stages = state.get("prior_stages")
+        if prior_stages is None and init_name:  # checkpoints from before stages were kept
+            prior_stages = _prior_stages_of(init_name)
     else:
-        if cfg.preset not in PRESETS:
+        if cfg.preset is not None and cfg.preset not in PRESETS:
             raise TrainingError(f"unknown preset {cfg.preset!r} (choose from {', '.join(PRESETS)})")
-        preset = PRESETS[cfg.preset]
+        if cfg.init:
+            from .codec import load_model  # knows "default"
+
+            init_model = load_model(cfg.init)
+            prior_stages = stages_of(init_model.metadata.get("training"))
+            preset = init_model.net.preset
+            if cfg.preset is not None:  # another architecture: copy what fits (e.g. the transforms)
+                preset = PRESETS[cfg.preset]
+        else:
+            preset = PRESETS[cfg.preset or DEFAULT_PRESET]
+        cfg.preset = preset.name
     if cfg.lambdas and not cfg.resume:
-        if cfg.init and len(cfg.lambdas) != len(preset.lambdas):
-            raise TrainingError(f"--lambda needs {len(preset.lambdas)} values to fine-tune this model")
-        preset = Preset(preset.N, preset.M, tuple(cfg.lambdas), preset.name)
+        preset = preset.with_lambdas(tuple(cfg.lambdas))
     if not cfg.steps and not cfg.time_budget:
         raise TrainingError("give --steps or --time-budget (or both)")
 
@@ -189,13 +203,22 @@ def train(cfg: TrainConfig, log=print) -> Path:
     paths = find_images(Path(cfg.data))
     if ddp.world > 1 and len(paths) >= ddp.world:
         paths = paths[ddp.rank :: ddp.world]  # each process decodes and samples its own shard
-    sampler = PatchSampler(paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank)
+    sampler = PatchSampler(
+        paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank, cache_bytes=cfg.cache_bytes, progress=ddp.main
+    )
     if sampler.skipped and ddp.main:
         log(f"skipped {len(sampler.skipped)} unreadable file(s) of {len(paths)}")
+    if sampler.streaming and ddp.main:
+        log(
+            f"{len(sampler)} images do not fit in the {cfg.cache_bytes / 2**30:.1f} GiB cache: streaming them "
+            f"({len(sampler.images)} in memory at a time, --cache-size to change)"
+        )
 
     net = AutoEncoder(preset)
     if cfg.init and not cfg.resume:
-        net.load_state_dict(init_model.net.state_dict())
+        copied = net.load_transforms(init_model.net)
+        if ddp.main and len(copied) < len(net.state_dict()):
+            log(f"initialized {len(copied)} of {len(net.state_dict())} tensors from {cfg.init} (the rest start fresh)")
     net = net.to(device).to(memory_format=torch.channels_last)  # faster convolutions on CPU
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, elapsed_before = 0, 0.0
@@ -206,7 +229,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + step)
     model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
 
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    precision = cfg.precision if cfg.precision != "auto" else auto_precision(device)
     if precision not in ("bf16", "fp32"):
         raise TrainingError(f"unknown precision {cfg.precision!r} (auto, bf16 or fp32)")
     lambdas = torch.tensor(preset.lambdas, device=device)
@@ -227,7 +250,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "step": step,
             "elapsed": elapsed(),
             "preset": preset.to_dict(),
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "config": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}, "init": init_name},
+            "prior_stages": prior_stages or [],
         }
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -237,7 +261,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not ddp.main, file=sys.stderr, dynamic_ncols=True, unit="step")
+    by_time = bool(cfg.time_budget and not cfg.steps)  # no step count to measure progress by: show the budget, with an ETA
+    bar = tqdm(
+        total=cfg.time_budget if by_time else cfg.steps,
+        initial=elapsed_before if by_time else step,
+        disable=not ddp.main,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        unit="s" if by_time else "step",
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]" if by_time else None,
+    )
     ema: dict[str, float] = {}
     skipped_steps = 0
     try:
@@ -264,9 +297,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
                 psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean().item()
                 for k, v in (("loss", loss.item()), ("bpp", bpp.mean().item()), ("psnr", psnr)):
                     ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
-                bar.update(1)
+                bar.update(min(elapsed(), bar.total) - bar.n if by_time else 1)
                 if step % 10 == 0:
-                    bar.set_postfix(loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}", lr=f"{lr:.1e}")
+                    extra = {"step": step} if by_time else {}
+                    bar.set_postfix(loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}", lr=f"{lr:.1e}", **extra)
                 if time.monotonic() - last_ckpt >= cfg.checkpoint_every:
                     write_checkpoint()
                     last_ckpt = time.monotonic()
@@ -297,17 +331,79 @@ def train(cfg: TrainConfig, log=print) -> Path:
             "device": str(device),
             "processes": ddp.world,
             "precision": precision,
+            "cpu": cpu_model_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "pixels": step * cfg.batch_size * ddp.world * cfg.patch_size**2,
+            "lambdas": list(preset.lambdas),
             "seed": cfg.seed,
-            "init": cfg.init,
+            "init": init_name,
             "interrupted": interrupted,
             "skipped_steps": skipped_steps,
             "loss_ema": round(ema["loss"], 4) if "loss" in ema else None,
         }
+        summary["stages"] = [*(prior_stages or []), {k: v for k, v in summary.items() if k != "stages"}]
         save_model(net, output, training=summary)
+        if not interrupted and not cfg.keep_checkpoint:
+            ckpt_path.unlink(missing_ok=True)  # the run is finished: its model is all that is needed
     if not interrupted:
         ddp.barrier()
     ddp.close()
     return output
+
+
+def stages_of(training: dict | None) -> list[dict]:
+    """The stage log of a model's training summary (a model from before stages were kept: one stage)."""
+    if not isinstance(training, dict) or not training:
+        return []
+    if isinstance(training.get("stages"), list):
+        return list(training["stages"])
+    return [training]
+
+
+def _prior_stages_of(init: str) -> list[dict]:
+    from .codec import load_model
+
+    try:
+        return stages_of(load_model(init).metadata.get("training"))
+    except Exception:  # the init model is gone: the log starts here
+        return []
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name (for the training log), or the machine type."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with bf16 instructions (AMX-BF16 or AVX512-BF16), read from the CPU's flags."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def auto_precision(device: torch.device) -> str:
+    """bf16 autocast where the hardware runs it natively (CUDA, bf16 CPUs), fp32 elsewhere.
+
+    On a CPU without bf16 instructions autocast emulates it and is slower than fp32.
+    """
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return "bf16"
+    return "fp32"
 
 
 def _done(cfg: TrainConfig, step: int, elapsed: float) -> bool:

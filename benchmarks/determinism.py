@@ -45,7 +45,10 @@ def main() -> None:
             for t in threads[1:]:
                 d = np.abs(pixels[t] - pixels[threads[0]])
                 diffs.append(f"{t} threads: {int((d > 0).sum())} values differ (max {int(d.max())})")
-            print(f"{Path(image).name}: bytes identical for {threads} threads: {same_bytes}; decoded vs {threads[0]} thread: " + "; ".join(diffs))
+            print(
+                f"{Path(image).name}: bytes identical for {threads} threads: {same_bytes}; decoded vs {threads[0]} thread: "
+                + "; ".join(diffs)
+            )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def main() -> None:
         print(f"### {label} ({Path(args.image).name}, {args.threads} threads)")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     m = macs_per_pixel(model.net.preset.N, model.net.preset.M)
-    print(f"analysis transform, multiply-adds per pixel (synthesis is the mirror): {m['convolutions']:.0f} in convolutions + {m['GDN']:.0f} in GDN = {m['total']:.0f}")
+    print(
+        f"analysis transform, multiply-adds per pixel (synthesis is the mirror): {m['convolutions']:.0f} in convolutions + {m['GDN']:.0f} in GDN = {m['total']:.0f}"
+    )
     print("CompressAI's bmshj2018-factorized of the same N, M has exactly the same layer shapes, so the same count.")
 
 

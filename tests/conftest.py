@@ -125,6 +125,26 @@ def other_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_hp_model(tmp_path_factory) -> Path:
+    """A tiny mean-scale hyperprior model, trained once per session."""
+    return _train(tmp_path_factory.mktemp("hp") / "hp.safetensors", "--preset", "tiny-hp", "--steps", "40")
+
+
+@pytest.fixture(scope="session")
+def hp_codec(tiny_hp_model):
+    from aecompress import Codec, load_model
+
+    return Codec(load_model(tiny_hp_model))
+
+
+def gradient_folder(folder: Path, count: int, width: int, height: int) -> Path:
+    """``count`` small gradient PNGs in ``folder`` (training data for fast tests)."""
+    for i in range(count):
+        save_image(folder / f"img{i}.png", gradient(width, height, seed=i))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_codec(tiny_model):
     """The tiny model loaded in this process, as a ``Codec``."""
     from aecompress import Codec, load_model

@@ -188,14 +188,26 @@ def test_refuses_to_overwrite_without_force(pair, tiny_model, tmp_path):
 
 
 def test_default_names_and_decode_never_clobbers_the_original(pair, tiny_model, tmp_path):
+    """encode photo.png, then decode photo.aec: the default output is photo.decoded.png, never the original."""
     src = tmp_path / "photo.png"
     shutil.copyfile(pair.src, src)
     proc = run("encode", "-m", tiny_model, src)  # photo.png -> photo.aec beside it
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "photo.aec").read_bytes() == pair.aec.read_bytes()
-    line = assert_one_line_failure(run("decode", "-m", tiny_model, tmp_path / "photo.aec"))  # photo.png exists
-    assert "exists" in line
+    proc = run("decode", "-m", tiny_model, tmp_path / "photo.aec")
+    assert proc.returncode == 0, proc.stderr
+    assert "photo.decoded.png" in err_lines(proc)[0]
+    assert np.array_equal(read_pixels(tmp_path / "photo.decoded.png")[1], read_pixels(pair.png)[1])
     assert sha256(src) == sha256(pair.src)
+    again = assert_one_line_failure(run("decode", "-m", tiny_model, tmp_path / "photo.aec"))  # a re-run: the decoded file exists
+    assert "photo.decoded.png" in again and "-f" in again
+    assert sha256(src) == sha256(pair.src)
+
+
+def test_decode_into_a_directory_keeps_the_plain_name(pair, tiny_model, tmp_path):
+    proc = run("decode", "-m", tiny_model, pair.aec, "-d", tmp_path / "back")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "back" / "a.png").is_file()
 
 
 def test_output_onto_its_own_input_is_refused_even_with_force(pair, tiny_model, tmp_path):
@@ -675,6 +687,10 @@ def test_decode_to_jpeg_drops_alpha_with_a_warning(kinds, tiny_model, tmp_path):
     proc = run("decode", "-m", tiny_model, aec, "-o", tmp_path / "flat.jpg")
     assert proc.returncode == 0, proc.stderr
     assert any("alpha" in line for line in err_lines(proc))
+    report = [line for line in err_lines(proc) if "->" in line]
+    assert len(report) == 1 and " RGB," in report[0] and "RGBA" not in report[0], report  # what was written
+    js = run("decode", "-m", tiny_model, aec, "-o", tmp_path / "flat2.jpg", "--json")
+    assert json.loads(js.stdout)["output_mode"] == "RGB"
     with Image.open(tmp_path / "flat.jpg") as im:
         assert im.format == "JPEG" and im.mode == "RGB" and im.size == (96, 64)
 

@@ -13,15 +13,41 @@ import pytest
 from conftest import SAMPLE_DATA, run
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed"
+)
 def test_two_gloo_processes_stay_in_sync(tmp_path):
     out = tmp_path / "ddp.safetensors"
     torchrun = str(Path(sys.executable).with_name("torchrun")) if Path(sys.executable).with_name("torchrun").exists() else "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(SAMPLE_DATA), "-o", str(out),
-         "--preset", "tiny", "--steps", "4", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "aecompress",
+            "train",
+            str(SAMPLE_DATA),
+            "-o",
+            str(out),
+            "--preset",
+            "tiny",
+            "--steps",
+            "4",
+            "--batch-size",
+            "2",
+            "--patch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--keep-checkpoint",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights identical on all 2 ranks" in proc.stderr
@@ -41,7 +67,22 @@ def test_bf16_autocast_trains_and_keeps_float32_tables(tmp_path):
     from safetensors import safe_open
 
     out = tmp_path / "bf16.safetensors"
-    proc = run("train", SAMPLE_DATA, "-o", out, "--preset", "tiny", "--steps", "3", "--batch-size", "2", "--patch-size", "32", "--precision", "bf16")
+    proc = run(
+        "train",
+        SAMPLE_DATA,
+        "-o",
+        out,
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--precision",
+        "bf16",
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert json.loads(run("info", "--json", out).stdout)["training"]["precision"] == "bf16"
     with safe_open(str(out), "pt") as f:

@@ -108,9 +108,26 @@ def test_sigkill_then_resume_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "m.safetensors"
     ckpt = tmp_path / "m.ckpt"
     proc = subprocess.Popen(
-        [AECOMPRESS, "train", str(SAMPLE_DATA), "-o", str(out), *TINY_TRAIN, "--batch-size", "2", "--patch-size", "32",
-         "--steps", "100000", "--checkpoint", str(ckpt), "--checkpoint-every", "1s"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            AECOMPRESS,
+            "train",
+            str(SAMPLE_DATA),
+            "-o",
+            str(out),
+            *TINY_TRAIN,
+            "--batch-size",
+            "2",
+            "--patch-size",
+            "32",
+            "--steps",
+            "100000",
+            "--checkpoint",
+            str(ckpt),
+            "--checkpoint-every",
+            "1s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 120

@@ -12,7 +12,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, run, save_image
+from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, gradient_folder, run, save_image
 
 FAST = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
 
@@ -25,16 +25,13 @@ def info(model) -> dict:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("train-data")
-    for i in range(4):
-        save_image(d / f"img{i}.png", gradient(80, 64, seed=i))
-    return d
+    return gradient_folder(tmp_path_factory.mktemp("train-data"), 4, 80, 64)
 
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "m.safetensors"
-    proc = run("train", data_dir, "-o", out, *FAST, "--steps", "20", "--lr", "3e-3")
+    proc = run("train", data_dir, "-o", out, *FAST, "--steps", "20", "--lr", "3e-3", "--keep-checkpoint")
     return SimpleNamespace(proc=proc, model=out, ckpt=out.with_name(out.name + ".ckpt"))
 
 
@@ -84,7 +81,7 @@ def test_resume_continues_from_the_checkpoint(trained, data_dir, tmp_path):
     assert after["training"]["batch_size"] == 2
     assert after["model_id"] != before["model_id"]
     assert (after["N"], after["M"]) == (before["N"], before["M"])
-    assert out.with_name(out.name + ".ckpt").is_file()
+    assert not out.with_name(out.name + ".ckpt").exists()  # a finished run removes its checkpoint
 
 
 def test_resume_from_a_missing_checkpoint(data_dir, tmp_path):
@@ -205,6 +202,7 @@ def test_sigint_saves_the_model_and_exits_0(data_dir, tmp_path):
     assert proc.returncode == 0, stderr[-2000:]
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
+    assert f"--resume {out}.ckpt" in stderr  # how to go on
     assert out.is_file() and out.with_name(out.name + ".ckpt").is_file()
     training = info(out)["training"]
     assert training["interrupted"] is True
