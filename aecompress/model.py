@@ -253,7 +253,7 @@ class AutoEncoder(nn.Module):
         """Copy every tensor whose name and shape match (fine-tuning across entropy models)."""
         mine = self.state_dict()
         copied = {k: v for k, v in other.state_dict().items() if k in mine and mine[k].shape == v.shape}
-        if not self.hyperprior == other.hyperprior:
+        if self.hyperprior != other.hyperprior:
             copied = {k: v for k, v in copied.items() if not k.startswith("density.")}
         mine.update(copied)
         self.load_state_dict(mine)
