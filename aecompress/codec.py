@@ -147,12 +147,12 @@ class Codec:
             t1 = time.perf_counter()
             self.coder(quality).encode_into(stream, z_symbols)
             stream.encode(residual.to(torch.int32).numpy(), index_groups(index), self._gaussian)
-            if estimate:
-                residual = residual.clone()
+            bits = self._hyperprior_bits(z, residual, index, q) if estimate else None
             y = (y[0].add_(mean_t))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
         else:
             y = torch.round(y)
             self.coder(quality).encode_into(stream, y[0].to(torch.int32).numpy())
+            bits = float(-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))).sum()) if estimate else None
         latent = stream.finish()
         t2 = time.perf_counter()
         flags, payload = 0, latent
@@ -163,11 +163,7 @@ class Codec:
         data = bitstream.pack(header, payload)
         t3 = time.perf_counter()
         timings.update(transform=t1 - t0, entropy=t2 - t1, container=t3 - t2)
-        result = Encoded(data, header, payload_bytes=len(latent), timings=timings)
-        if estimate:
-            result.estimated_bits = (
-                self._estimate_bits(y, z, residual, index, q) if self.net.hyperprior else self._estimate_bits(y, None, None, None, q)
-            )
+        result = Encoded(data, header, estimated_bits=bits, payload_bytes=len(latent), timings=timings)
         if reconstruct:
             t4 = time.perf_counter()
             result.reconstruction = self._picture(self._synthesize(y, q, H, W), picture.channels, picture.alpha)
@@ -199,15 +195,9 @@ class Codec:
             raise DecodeError(f"format version {header.version} does not match this model's entropy model")
         H, W = header.height, header.width
         h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
-        alpha = None
         try:
-            latent = payload
-            if header.flags & bitstream.FLAG_ALPHA:
-                n, pos = read_varint(payload, 0)
-                if pos + n > len(payload):
-                    raise FormatError("alpha section is missing")
-                latent = payload[pos : pos + n]
-                alpha = _inflate_exact(payload[pos + n :], H * W).reshape(H, W)
+            latent, alpha_data = _sections(header, payload)
+            alpha = None if alpha_data is None else _inflate_exact(alpha_data, H * W).reshape(H, W)
             t1 = time.perf_counter()
             y = self._decode_latent(latent, header.quality, h, w)
         except FormatError as exc:
@@ -259,17 +249,14 @@ class Codec:
     def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
         """The integers a file decodes to (for determinism checks): see ``_decode_latent``."""
         header, payload = bitstream.unpack(data, self.max_pixels)
-        if header.flags & bitstream.FLAG_ALPHA:
-            n, pos = read_varint(payload, 0)
-            payload = payload[pos : pos + n]
         keep: dict[str, np.ndarray] = {}
-        self._decode_latent(payload, header.quality, -(-header.height // DOWNSAMPLING), -(-header.width // DOWNSAMPLING), keep)
+        self._decode_latent(
+            _sections(header, payload)[0], header.quality, -(-header.height // DOWNSAMPLING), -(-header.width // DOWNSAMPLING), keep
+        )
         return keep
 
-    def _estimate_bits(self, y, z, residual, index, q) -> float:
-        """The model's own −Σ log₂ p of the coded symbols (continuous densities, same tables' scales)."""
-        if z is None:
-            return float(-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))).sum())
+    def _hyperprior_bits(self, z, residual, index, q) -> float:
+        """The model's own −Σ log₂ p of ẑ and of y's residuals (continuous densities, the tables' scales)."""
         z_bits = -torch.log2(self.net.density.likelihood(z, self.net.channel_index(q))).sum()
         log_scale = torch.from_numpy(np.log(scale_table())[index]).float()
         y_bits = -torch.log2(gaussian_likelihood(residual, log_scale)).sum()
@@ -327,6 +314,16 @@ class Codec:
             gray = np.clip(np.round(rgb.astype(np.float64) @ _LUMA), 0, 255).astype(np.uint8)[:, :, None]
             return Picture(gray, alpha if channels == 2 else None)
         return Picture(rgb, alpha if channels == 4 else None)
+
+
+def _sections(header: Header, payload: bytes) -> tuple[bytes, bytes | None]:
+    """The latent section and, with the alpha flag, the compressed alpha section."""
+    if not header.flags & bitstream.FLAG_ALPHA:
+        return payload, None
+    n, pos = read_varint(payload, 0)
+    if pos + n > len(payload):
+        raise FormatError("alpha section is missing")
+    return payload[pos : pos + n], payload[pos + n :]
 
 
 def _inflate_exact(data: bytes, size: int) -> np.ndarray:
