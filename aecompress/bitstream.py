@@ -20,7 +20,8 @@ TRAILER_SIZE = 4  # CRC32
 OVERHEAD = HEADER_SIZE + TRAILER_SIZE
 
 FLAG_ALPHA = 1  # an 8-bit alpha plane follows the latent payload (zlib, lossless)
-KNOWN_FLAGS = FLAG_ALPHA
+FLAG_FRACTION = 2  # the payload starts with one byte: the quality's hundredths above its level (1–99)
+KNOWN_FLAGS = FLAG_ALPHA | FLAG_FRACTION
 CHANNELS = (1, 2, 3, 4)  # L, LA, RGB, RGBA
 
 
@@ -34,17 +35,34 @@ class Header:
     width: int
     height: int
     channels: int
-    quality: int  # 1-based quality level, as the user gives it
+    quality: int  # 1-based quality level (the integer part of a fractional quality)
     flags: int = 0
     version: int = 1  # factorized models write 1 (readable by every release), hyperprior models 2
+    fraction: int = 0  # hundredths above ``quality`` (0–99); non-zero only with FLAG_FRACTION, version 2
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
+    @property
+    def hundredths(self) -> int:
+        """The quality in hundredths (``537`` for 5.37)."""
+        return 100 * self.quality + self.fraction
+
+    @property
+    def overhead(self) -> int:
+        """Container bytes around the coded sections: header, CRC and the fraction byte if any."""
+        return OVERHEAD + (1 if self.fraction else 0)
+
 
 def pack(header: Header, payload: bytes) -> bytes:
-    """Header + payload + CRC32 of both."""
+    """Header + payload + CRC32 of both (the fraction byte, if any, first in the payload)."""
+    if bool(header.flags & FLAG_FRACTION) != (header.fraction != 0) or not 0 <= header.fraction < 100:
+        raise ValueError(f"fraction {header.fraction} does not agree with flags {header.flags:#x}")
+    if header.fraction and header.version < 2:
+        raise ValueError("a fractional quality needs format version 2")
+    if header.fraction:
+        payload = bytes([header.fraction]) + payload
     body = (
         _HEADER.pack(
             MAGIC,
@@ -93,8 +111,18 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         raise ContainerError(f"channel count {channels} does not agree with the alpha flag")
     if max_pixels is not None and width * height > max_pixels:
         raise ContainerError(f"image is {width}x{height} ({width * height} pixels), over the limit of {max_pixels} pixels")
-    header = Header(mid.hex(), width, height, channels, quality, flags, data[4])
-    return header, data[HEADER_SIZE : HEADER_SIZE + length]
+    payload = data[HEADER_SIZE : HEADER_SIZE + length]
+    fraction = 0
+    if flags & FLAG_FRACTION:
+        if data[4] < 2:
+            raise ContainerError("fractional quality in a format-version-1 file (factorized models have integer levels only)")
+        if not payload:
+            raise ContainerError("fractional-quality flag set but the fraction byte is missing")
+        fraction, payload = payload[0], payload[1:]
+        if not 1 <= fraction <= 99:
+            raise ContainerError(f"invalid quality fraction {fraction} (must be 1–99 hundredths)")
+    header = Header(mid.hex(), width, height, channels, quality, flags, data[4], fraction)
+    return header, payload
 
 
 def read_header(data: bytes) -> Header:

@@ -82,7 +82,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     aecompress encode photo.png -o photo.aec      compress (default model)
     aecompress decode photo.aec                   decompress (to photo.decoded.png)
     aecompress train DIR -o my.safetensors        train a model on your images
+    aecompress encode --target-size 50k x.png     the best quality that fits in 50 KiB
     aecompress eval DIR                           rate–distortion against JPEG, WebP, AVIF…
+    aecompress score DIR                          the images a model finds most unusual
     aecompress info FILE                          what a .aec, model or checkpoint file holds
 
     No output is overwritten without -f; errors are one line (--debug, before
@@ -351,42 +353,147 @@ def _set_threads(threads: int | None) -> None:
 
 # ---------------------------------------------------------------- encode
 
+TARGET_MISSED = 3  # exit status: every file written, but at least one missed its --target-*
+
+
+class _QualityType(click.ParamType):
+    """-q: a level or, for hyperprior models, a hundredth between levels ('5', '5.37'); kept as hundredths."""
+
+    name = "Q"
+
+    def convert(self, value, param, ctx):
+        from .quality import parse_quality
+
+        if isinstance(value, int):
+            return value
+        try:
+            hundredths = parse_quality(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if hundredths < 100:
+            self.fail(f"{value}: the lowest quality is 1", param, ctx)
+        return hundredths
+
+
+class _SizeType(click.ParamType):
+    """--target-size: bytes, with k/M/G suffixes of 1024 (as --cache-size)."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return _parse_bytes(value, minimum=1)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _usage_die(message: str) -> NoReturn:
+    """A usage error that needs the model to be seen (a quality it lacks): one line, exit 2."""
+    _stderr(f"aecompress: error: {message}")
+    sys.exit(2)
+
+
+def _target(size: int | None, bpp_value: float | None, psnr_value: float | None, quality: int | None, no_psnr: bool):
+    """The one --target-* given (or None); they exclude each other and -q."""
+    from .ratecontrol import Target
+
+    given = {k: v for k, v in (("size", size), ("bpp", bpp_value), ("psnr", psnr_value)) if v is not None}
+    if len(given) > 1:
+        raise click.UsageError(f"give only one of {', '.join('--target-' + k for k in given)}")
+    if not given:
+        return None
+    kind, value = next(iter(given.items()))
+    if quality is not None:
+        raise click.UsageError(f"-q and --target-{kind} exclude each other (the target chooses the quality)")
+    if kind == "psnr" and no_psnr:
+        raise click.UsageError("--no-psnr and --target-psnr exclude each other")
+    try:
+        return Target(kind, float(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--target-{kind}") from None
+
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option(
     "-q",
     "--quality",
-    type=click.IntRange(1),
-    help="Quality level, 1 (smallest) to the model's highest (see `info`); default: the middle one.",
+    type=_QualityType(),
+    help="Quality: a level, 1 (smallest) to the model's highest (see `info`), or with a hyperprior model (the default) "
+    "any hundredth between two levels, e.g. 5.37; default: the middle level. Factorized models take integer levels only.",
+)
+@click.option(
+    "--target-size",
+    type=_SizeType(),
+    help="Choose the quality: the largest file not over SIZE bytes (50k = 51,200 bytes, 1.5M; k = 1024).",
+)
+@click.option(
+    "--target-bpp",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="BPP",
+    help="Choose the quality: the largest file not over BPP bits per pixel (8 × file bytes / pixels).",
+)
+@click.option(
+    "--target-psnr",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="DB",
+    help="Choose the quality: the smallest file whose decoded image reaches DB dB. Targets search the hundredths between "
+    "levels (factorized models: the levels); a target no setting meets writes the closest one, warns and exits 3.",
 )
 @click.option("--no-psnr", is_flag=True, help="Skip measuring PSNR (saves the reconstruction pass).")
 @io_options
 @click.pass_obj
-def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout, force, as_json, quiet, verbose, max_pixels, threads):
+def encode(
+    obj: Context,
+    inputs,
+    quality,
+    target_size,
+    target_bpp,
+    target_psnr,
+    no_psnr,
+    model,
+    output,
+    outdir,
+    stdout,
+    force,
+    as_json,
+    quiet,
+    verbose,
+    max_pixels,
+    threads,
+):
     """Compress images into .aec files.
 
     INPUT is an image file (PNG, JPEG, WebP, TIFF, BMP, GIF…) or '-' for stdin.
     Without -o/-d/-c, x.png is written to x.aec beside it; stdin goes to stdout.
+    Exit status: 0 done, 1 a failed input or output, 2 usage, 3 a --target-* missed
+    (the closest file was written).
     """
     from .codec import Codec, default_quality
     from .images import ImageError, read_image
     from .metrics import bpp, psnr, ratio
+    from .quality import format_quality, quality_value
+    from .ratecontrol import choose
 
     _set_threads(threads)
+    target = _target(target_size, target_bpp, target_psnr, quality, no_psnr)
     try:
         outputs = _Outputs(inputs, output, outdir, stdout, force, ".aec")
     except Failure as exc:
         _die(str(exc).removeprefix("aecompress: error: "))
     loaded = _load(model, obj.debug)
     codec = Codec(loaded, _max_pixels(max_pixels))
-    if quality is not None and quality > loaded.qualities:
-        raise click.BadParameter(f"this model has qualities 1–{loaded.qualities}", param_hint="-q/--quality")
-    q = quality or default_quality(loaded)
+    q = quality if quality is not None else 100 * default_quality(loaded)
+    try:
+        codec.check_quality(format_quality(q))
+    except ValueError as exc:
+        _usage_die(f"-q: {exc}")
     reporter = _Reporter(as_json, quiet, verbose, outputs.to_stdout, len(inputs))
-    totals = {"files": 0, "in": 0, "out": 0, "bpp": 0.0, "psnr": 0.0, "psnr_n": 0}
+    totals = {"files": 0, "in": 0, "out": 0, "bpp": 0.0, "psnr": 0.0, "psnr_n": 0, "missed": 0}
 
-    def work(name: str, data: bytes, target: str) -> None:
+    def work(name: str, data: bytes, target_path: str) -> None:
         started = time.perf_counter()
         try:
             picture = read_image(data, name, codec.max_pixels)
@@ -395,11 +502,16 @@ def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout
             raise Failure(_fail_line(_display(name), reason)) from None
         for note in picture.warnings:
             reporter.warn(name, note)
+        chosen, tried, met = q, 0, True
         try:
-            result = codec.encode(picture, q, reconstruct=not no_psnr, estimate=verbose > 0)
+            if target is None:
+                result = codec.encode(picture, format_quality(q), reconstruct=not no_psnr, estimate=verbose > 0)
+            else:
+                choice = choose(codec, picture, target, reconstruct=not no_psnr)
+                result, chosen, tried, met = choice.encoded, choice.hundredths, choice.tried, choice.met
         except ValueError as exc:
             raise Failure(_fail_line(_display(name), str(exc))) from None
-        outputs.write(name, target, result.data)
+        outputs.write(name, target_path, result.data)
         seconds = time.perf_counter() - started
         n = len(result.data)
         raw = picture.width * picture.height * picture.channels
@@ -408,11 +520,11 @@ def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout
             quality_db = psnr(picture.color, result.reconstruction.color)
         record = {
             "input": _display(name),
-            "output": "<stdout>" if target == "-" else target,
+            "output": "<stdout>" if target_path == "-" else target_path,
             "width": picture.width,
             "height": picture.height,
             "channels": picture.channels,
-            "quality": q,
+            "quality": quality_value(chosen),
             "bytes": n,
             "bpp": round(bpp(n, picture.width, picture.height), 5),
             "ratio": round(ratio(raw, n), 3),
@@ -422,14 +534,22 @@ def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout
             "seconds": round(seconds, 4),
             "model_id": loaded.model_id,
         }
+        aim = ""
+        if target is not None:
+            record["target"] = {**target.to_json(), "met": met, "tried": tried}
+            aim = f", target {target.describe()} {'met' if met else 'missed'} ({tried} qualities tried)"
+            if not met:
+                totals["missed"] += 1
+                reporter.warn(name, _missed_reason(target, chosen, n, quality_db))
         if verbose:
             record["timings"] = {k: round(v, 5) for k, v in result.timings.items()}
             record["payload_bytes"] = result.payload_bytes
-            record["estimated_payload_bytes"] = round(result.estimated_bits / 8, 1)
+            if result.estimated_bits is not None:
+                record["estimated_payload_bytes"] = round(result.estimated_bits / 8, 1)
         line = (
             f"{record['input']} -> {record['output']}: {n:,} bytes, {record['bpp']:.3f} bpp, "
             f"ratio {record['ratio']:.1f}:1 (vs input file {record['input_ratio']:.1f}:1), "
-            f"PSNR {_fmt_psnr(quality_db)}, q{q}, {seconds:.2f} s"
+            f"PSNR {_fmt_psnr(quality_db)}, q{format_quality(chosen)}{aim}, {seconds:.2f} s"
         )
         reporter.report(record, line)
         reporter.detail(
@@ -453,8 +573,200 @@ def encode(obj: Context, inputs, quality, no_psnr, model, output, outdir, stdout
             f"{totals['files']} of {len(inputs)} files encoded: {totals['in']:,} bytes in, {totals['out']:,} bytes out, "
             f"mean {totals['bpp'] / totals['files']:.3f} bpp, mean PSNR {mean_psnr}"
         )
+        if target is not None:
+            summary += f", target met by {totals['files'] - totals['missed']} of {totals['files']}"
     reporter.close(summary)
-    sys.exit(status)
+    sys.exit(status or (TARGET_MISSED if totals["missed"] else 0))
+
+
+def _missed_reason(target, hundredths: int, n: int, quality_db: float | None) -> str:
+    """Why a target was missed, and which file was written instead."""
+    from .quality import format_quality
+
+    q = format_quality(hundredths)
+    if target.kind == "psnr":
+        got = "" if quality_db is None else f", {_fmt_psnr(quality_db)}"
+        return f"no quality reaches {target.describe()}: wrote the highest, q{q}{got}"
+    return f"no quality fits in {target.describe()}: wrote the smallest file, q{q}, {n:,} bytes"
+
+
+# ---------------------------------------------------------------- score
+
+
+class _HeatmapOutputs:
+    """``score --heatmap DIR``: DIR/x.heatmap.png for each input, under the rule of every output (or nothing)."""
+
+    def __init__(self, inputs: tuple[str, ...], outdir: str | None, force: bool):
+        self.inner = _Outputs(inputs, None, outdir, False, force, ".heatmap.png") if outdir else None
+
+    def target(self, name: str) -> str:
+        if self.inner is None:
+            return ""
+        if name == "-":
+            raise Failure(_fail_line("<stdin>", "--heatmap names its files after the inputs: give the image as a file"))
+        return self.inner.target(name)
+
+    def check(self, name: str, target: str) -> None:
+        if self.inner is not None:
+            self.inner.check(name, target)
+
+    def write(self, name: str, target: str, data: bytes) -> None:
+        self.inner.write(name, target, data)
+
+
+def _expand_inputs(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Files, with each directory replaced by the images under it (as `eval` and `train` find them); and one error per empty directory."""
+    from .data import find_images
+
+    files, errors = [], []
+    for arg in args:
+        if arg != "-" and Path(arg).is_dir():
+            found = find_images(Path(arg))
+            if not found:
+                errors.append(_fail_line(arg, "no images found (searched recursively for PNG, JPEG, WebP, TIFF, BMP, GIF…)"))
+            files += [str(p) for p in found]
+        else:
+            files.append(arg)
+    return files, errors
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...|DIR")
+@click.option("-m", "--model", "model", metavar="MODEL", help="Model file (default: the shipped model).")
+@click.option(
+    "-q",
+    "--quality",
+    type=_QualityType(),
+    help="Quality to score at (its λ weighs the error); default: the middle level. Hundredths with hyperprior models.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout, most unusual first.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout (a header row, then most unusual first).")
+@click.option("--top", type=click.IntRange(1), metavar="N", help="Print only the N most unusual images (the summary counts all).")
+@click.option(
+    "--heatmap",
+    "heatmap_dir",
+    metavar="DIR",
+    help="Also write DIR/x.heatmap.png for each image: the original | where the bits go | where the error is.",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing heat maps.")
+@click.option("-s", "--quiet", is_flag=True, help="No summary, only errors.")
+@click.option("--max-pixels", type=click.IntRange(1), help=f"Refuse larger images (default 2^27 = 134 MP; env {MAX_PIXELS_ENV}).")
+@click.option("--threads", type=click.IntRange(1), help="CPU threads for the transforms (default: all cores).")
+@click.pass_obj
+def score(obj: Context, inputs, model, quality, as_json, as_csv, top, heatmap_dir, force, quiet, max_pixels, threads):
+    """Rank images by how unusual they are to a model: outliers first.
+
+    For each image (a DIR is searched recursively): the bits per pixel the model
+    would spend (its own -log2 p, no file written), the PSNR of its reconstruction,
+    and the outlier score, the distortion per bit λ·MSE/bpp (see the README).
+    Exit status: 0, 1 when an input failed (the others are still scored), 2 usage.
+    """
+    from .codec import Codec, default_quality
+    from .quality import format_quality
+
+    if as_json and as_csv:
+        raise click.UsageError("give only one of --json and --csv")
+    _set_threads(threads)
+    files, errors = _expand_inputs(inputs)
+    try:
+        outputs = _HeatmapOutputs(tuple(files), heatmap_dir, force)
+    except Failure as exc:
+        _die(str(exc).removeprefix("aecompress: error: "))
+    loaded = _load(model, obj.debug)
+    codec = Codec(loaded, _max_pixels(max_pixels))
+    q = format_quality(quality if quality is not None else 100 * default_quality(loaded))
+    try:
+        codec.check_quality(q)
+    except ValueError as exc:
+        _usage_die(f"-q: {exc}")
+    reporter = _Reporter(True, quiet, 0, False, len(files))
+    for line in errors:
+        reporter.error(line)
+    rows: list[dict] = []
+    status = _run_batch(tuple(files), outputs, reporter, _score_work(codec, q, outputs, reporter, rows), obj.debug)
+    reporter.close(None)
+    rows.sort(key=lambda r: (-r["score"], r["input"]))
+    _print_scores(rows[:top] if top else rows, "json" if as_json else "csv" if as_csv else "table")
+    if not quiet:
+        _stderr(_score_summary(rows, len(files) + len(errors), loaded.model_id, q, top))
+    sys.exit(1 if status or errors else 0)
+
+
+def _score_work(codec, quality: str, outputs: _HeatmapOutputs, reporter: _Reporter, rows: list[dict]):
+    """``work`` for _run_batch: score one image, write its heat map, keep its row."""
+    import io
+
+    from PIL import Image
+
+    from .images import ImageError, read_image
+    from .quality import parse_quality, quality_value
+    from .score import heatmap, score_picture
+
+    def work(name: str, data: bytes, target: str) -> None:
+        try:
+            picture = read_image(data, name, codec.max_pixels)
+        except ImageError as exc:
+            reason = "an aecompress file, not an image (decode it first)" if data[:4] == b"\x89AEC" else str(exc)
+            raise Failure(_fail_line(_display(name), reason)) from None
+        for note in picture.warnings:
+            reporter.warn(name, note)
+        try:
+            result = score_picture(codec, picture, quality)
+        except ValueError as exc:
+            raise Failure(_fail_line(_display(name), str(exc))) from None
+        row = {
+            "input": _display(name),
+            "width": picture.width,
+            "height": picture.height,
+            "quality": quality_value(parse_quality(quality)),
+            "bpp": round(result.bpp, 5),
+            "psnr": _json_number(result.psnr),
+            "loss": round(result.loss, 5),
+            "score": round(result.score, 5),
+        }
+        if target:
+            buffer = io.BytesIO()
+            Image.fromarray(heatmap(picture, result)).save(buffer, "PNG")
+            outputs.write(name, target, buffer.getvalue())
+            row["heatmap"] = target
+        rows.append(row)
+
+    return work
+
+
+def _print_scores(rows: list[dict], fmt: str) -> None:
+    """The ranked rows on stdout: a table, JSON Lines or CSV."""
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    if fmt == "csv":
+        import csv
+
+        keys = ["input", "width", "height", "quality", "bpp", "psnr", "loss", "score"]
+        keys += ["heatmap"] if any("heatmap" in r for r in rows) else []
+        writer = csv.DictWriter(sys.stdout, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if rows:
+        click.echo(f"{'score':>8}  {'bpp':>6}  {'PSNR':>8}  image")
+    for row in rows:
+        shown = "inf" if row["psnr"] is None else f"{row['psnr']:.2f}"
+        click.echo(f"{row['score']:8.3f}  {row['bpp']:6.3f}  {shown:>5} dB  {row['input']}")
+
+
+def _score_summary(rows: list[dict], total: int, model_id: str, quality: str, top: int | None) -> str:
+    from .score import summary
+
+    if not rows:
+        return f"0 of {total} images scored"
+    mean, median = summary([r["score"] for r in rows])
+    shown = f"; the {min(top, len(rows))} most unusual shown" if top else ""
+    return (
+        f"{len(rows)} of {total} images scored with model {model_id} at q{quality}: "
+        f"score (distortion per bit) mean {mean:.3f}, median {median:.3f}{shown}"
+    )
 
 
 # ---------------------------------------------------------------- decode
@@ -481,6 +793,7 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
     from .codec import Codec, DecodeError
     from .images import ImageError, encode_picture, format_for
     from .metrics import bpp, ratio
+    from .quality import format_quality, quality_value
 
     _set_threads(threads)
     suffix = "." + fmt.lower().lstrip(".")
@@ -527,7 +840,7 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
             "width": h.width,
             "height": h.height,
             "channels": h.channels,
-            "quality": h.quality,
+            "quality": quality_value(h.hundredths),
             "bytes": n,
             "bpp": round(bpp(n, h.width, h.height), 5),
             "ratio": round(ratio(h.width * h.height * h.channels, n), 3),
@@ -541,7 +854,7 @@ def decode(obj: Context, inputs, fmt, model, output, outdir, stdout, force, as_j
             record["timings"] = {k: round(v, 5) for k, v in decoded.timings.items()}
         line = (
             f"{record['input']} -> {record['output']}: {h.width}x{h.height} {mode}, {n:,} bytes, "
-            f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{h.quality}, {seconds:.2f} s"
+            f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{format_quality(h.hundredths)}, {seconds:.2f} s"
         )
         reporter.report(record, line)
         reporter.detail("  " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in decoded.timings.items()))
@@ -584,18 +897,29 @@ def _written_mode(image_bytes: bytes) -> str:
 # ---------------------------------------------------------------- train
 
 
-def _parse_size(text: str) -> int:
-    """'2G', '512M', '1.5g', '800000000' → bytes."""
+def _parse_bytes(text: str, minimum: int = 1) -> int:
+    """'2G', '512M', '1.5g', '50k', '800000000' → bytes; k, M, G, T are powers of 1024 (kB = KiB); ``ValueError``."""
     t = text.strip().lower().removesuffix("b").removesuffix("i")
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
     factor = units.get(t[-1:], 1)
     try:
         value = float(t[:-1] if t[-1:] in units else t) * factor
     except ValueError:
-        raise click.BadParameter(f"{text!r}: use a size such as 512M or 2G") from None
+        raise ValueError(f"{text!r}: use a size such as 50k, 1.5M or 51200") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{text!r}: must be at least {minimum:,} byte{'s' if minimum != 1 else ''}")
+    return int(value)
+
+
+def _parse_size(text: str) -> int:
+    """--cache-size: '2G', '512M', '1.5g', '800000000' → bytes, at least 1M."""
+    try:
+        value = _parse_bytes(text, minimum=0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     if value < 1 << 20:
         raise click.BadParameter(f"{text!r}: the cache needs at least 1M")
-    return int(value)
+    return value
 
 
 def _parse_downscale(text: str) -> tuple[float, float]:
@@ -771,7 +1095,11 @@ def _after_training(path: Path, budget: float | None, steps: int | None, resume_
 @click.option("--checkpoint", metavar="CKPT", help="Checkpoint path (default: MODEL.ckpt).")
 @click.option("--checkpoint-every", default="5m", show_default=True, metavar="DURATION", help="Time between checkpoints.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep the checkpoint after a finished run (to extend it later with --resume).")
-@click.option("--threads", type=click.IntRange(1), help="CPU threads (default: all cores).")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="CPU threads (default: one per core the process may use: 1 under `taskset -c 0`); more than that warns.",
+)
 @click.option(
     "--cache-size",
     default="2G",
@@ -932,6 +1260,7 @@ def _foreign_file(name: str, kind: str) -> str:
 
 def _info_aec(file: str, data: bytes) -> tuple[dict, list[str]]:
     from . import bitstream
+    from .quality import format_quality, quality_value
 
     try:
         header, payload = bitstream.unpack(data)
@@ -940,24 +1269,29 @@ def _info_aec(file: str, data: bytes) -> tuple[dict, list[str]]:
     record = {
         "kind": "aec",
         "file": _display(file),
-        "format_version": bitstream.VERSION,
+        "format_version": header.version,
         "model_id": header.model_id,
         "width": header.width,
         "height": header.height,
         "channels": header.channels,
-        "quality": header.quality,
+        "quality": quality_value(header.hundredths),
         "alpha": bool(header.flags & bitstream.FLAG_ALPHA),
         "bytes": len(data),
         "payload_bytes": len(payload),
-        "overhead_bytes": bitstream.OVERHEAD,
+        "overhead_bytes": header.overhead,
         "bpp": round(8 * len(data) / header.pixels, 5),
     }
     lines = [
         f"{record['file']}: aecompress image, format version {record['format_version']}",
         f"  size        {header.width}x{header.height}, {header.channels} channel(s){' with lossless alpha' if record['alpha'] else ''}",
-        f"  quality     {header.quality}",
+        f"  quality     {format_quality(header.hundredths)}"
+        + (
+            f" (level {header.quality}'s ẑ tables, gains {header.fraction}% of the way to level {header.quality + 1})"
+            if header.fraction
+            else ""
+        ),
         f"  model id    {header.model_id}",
-        f"  bytes       {len(data):,} ({len(payload):,} payload + {bitstream.OVERHEAD} container), {record['bpp']:.3f} bpp",
+        f"  bytes       {len(data):,} ({len(payload):,} payload + {header.overhead} container), {record['bpp']:.3f} bpp",
     ]
     return record, lines
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +38,7 @@ from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .model import DOWNSAMPLING
 from .modelfile import LoadedModel, ModelFileError
 from .modelfile import load_model as _load_model_file
+from .quality import STEPS, format_quality, fraction_of, parse_quality
 
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.safetensors"
 _LUMA = np.array([0.299, 0.587, 0.114])
@@ -86,6 +88,8 @@ class Encoded:
     estimated_bits: float | None = None  # the model's own estimate: −Σ log₂ p of the coded symbols
     payload_bytes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # With ``keep_latent``: computes ``reconstruction`` later (it holds ŷ; rate control keeps it for its best candidate only).
+    synthesize: Callable[[], Picture] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -93,6 +97,28 @@ class Decoded:
     picture: Picture
     header: Header
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """The analysis transform's output for one picture, before any quality's gain.
+
+    A quality's gain multiplies g_a's output, so one analysis serves every quality:
+    rate control codes it at many settings for the price of one analysis transform.
+    """
+
+    picture: Picture
+    features: torch.Tensor  # (1, M, h, w) float32
+    seconds: float = 0.0
+
+
+@dataclass
+class RateMap:
+    """The model's own cost of a picture at one quality, without coding it (``aecompress score``)."""
+
+    bits: np.ndarray  # (h, w) float64: −log₂ p at each latent position (ẑ's bits spread over the positions they predict)
+    total_bits: float
+    reconstruction: Picture  # exactly what decode would return
 
 
 class Codec:
@@ -109,29 +135,70 @@ class Codec:
         self._gaussian = TableModels(model.gaussian) if model.gaussian is not None else None
 
     def coder(self, quality: int) -> SymbolCoder:
-        """Coder of the factorized part: y's channels, or z's with a hyperprior."""
+        """Coder of the factorized part: y's channels, or z's with a hyperprior (by integer level)."""
         if quality not in self._coders:
             C = self.net.coded_channels
             channels = np.arange((quality - 1) * C, quality * C)
             self._coders[quality] = SymbolCoder(self.model.tables, channels)
         return self._coders[quality]
 
-    def check_quality(self, quality: int) -> None:
-        if not 1 <= quality <= self.model.qualities:
-            raise ValueError(f"quality {quality} is out of range for this model (1–{self.model.qualities})")
+    def check_quality(self, quality: int | float | str) -> int:
+        """A quality this model can code, in hundredths; ``ValueError`` with the reason otherwise.
+
+        Fractions need a hyperprior model: a factorized model's entropy tables belong to
+        its levels, so it has nothing to code an in-between gain with.
+        """
+        hundredths = parse_quality(quality)
+        top = self.model.qualities
+        if not STEPS <= hundredths <= STEPS * top:
+            raise ValueError(f"quality {format_quality(hundredths)} is out of range for this model (1–{top})")
+        if fraction_of(hundredths) and not self.net.hyperprior:
+            raise ValueError(
+                f"quality {format_quality(hundredths)}: this model has a factorized prior, whose qualities are the "
+                f"integer levels 1–{top} (fractions need a hyperprior model)"
+            )
+        return hundredths
+
+    def grid(self) -> list[int]:
+        """Every quality this model can code, in hundredths: the levels, and with a hyperprior the hundredths between."""
+        step = 1 if self.net.hyperprior else STEPS
+        return list(range(STEPS, STEPS * self.model.qualities + 1, step))
 
     @torch.inference_mode()
-    def encode(self, picture: Picture, quality: int | None = None, reconstruct: bool = True, estimate: bool = False) -> Encoded:
-        """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output)."""
-        quality = default_quality(self.model) if quality is None else quality
-        self.check_quality(quality)
+    def analyze(self, picture: Picture) -> Analysis:
+        """Run the analysis transform once (see ``Analysis``)."""
         if picture.width * picture.height > self.max_pixels:
             raise ValueError(f"image is {picture.width}x{picture.height}, over the limit of {self.max_pixels} pixels")
+        t0 = time.perf_counter()
+        features = self._analyze(picture.rgb())
+        return Analysis(picture, features, time.perf_counter() - t0)
+
+    def encode(
+        self, picture: Picture, quality: int | float | str | None = None, reconstruct: bool = True, estimate: bool = False
+    ) -> Encoded:
+        """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output)."""
+        hundredths = self.check_quality(default_quality(self.model) if quality is None else quality)
+        return self._encode(self.analyze(picture), hundredths, reconstruct, estimate, reuse=False)
+
+    def encode_analysis(
+        self, analysis: Analysis, quality: int | float | str, reconstruct: bool = True, estimate: bool = False, keep_latent: bool = False
+    ) -> Encoded:
+        """Code a kept analysis at one quality; the analysis stays usable for others (rate control)."""
+        return self._encode(analysis, self.check_quality(quality), reconstruct, estimate, reuse=True, keep_latent=keep_latent)
+
+    @torch.inference_mode()
+    def _encode(
+        self, analysis: Analysis, hundredths: int, reconstruct: bool, estimate: bool, reuse: bool, keep_latent: bool = False
+    ) -> Encoded:
+        picture = analysis.picture
+        level, fraction = divmod(hundredths, STEPS)
+        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
         timings = {}
         t0 = time.perf_counter()
-        q = torch.tensor([quality - 1])
+        q = torch.tensor([level - 1])
         H, W = picture.height, picture.width
-        y = self._analyze(picture.rgb(), q)
+        gain = gain[None, :, None, None]
+        y = analysis.features * gain if reuse else analysis.features.mul_(gain)
         if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
         stream = StreamEncoder()
@@ -145,13 +212,13 @@ class Codec:
             mean_t = torch.from_numpy(mean)
             residual = y[0].sub_(mean_t).round_()  # in place: memory for huge images
             t1 = time.perf_counter()
-            self.coder(quality).encode_into(stream, z_symbols)
+            self.coder(level).encode_into(stream, z_symbols)
             stream.encode(residual.to(torch.int32).numpy(), index_groups(index), self._gaussian)
             bits = self._hyperprior_bits(z, residual, index, q) if estimate else None
             y = (y[0].add_(mean_t))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
         else:
             y = torch.round(y)
-            self.coder(quality).encode_into(stream, y[0].to(torch.int32).numpy())
+            self.coder(level).encode_into(stream, y[0].to(torch.int32).numpy())
             bits = float(-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))).sum()) if estimate else None
         latent = stream.finish()
         t2 = time.perf_counter()
@@ -159,23 +226,60 @@ class Codec:
         if picture.alpha is not None:
             flags = bitstream.FLAG_ALPHA
             payload = write_varint(len(latent)) + latent + zlib.compress(picture.alpha.tobytes(), 9)
-        header = Header(self.model.model_id, W, H, picture.channels, quality, flags, 2 if self.net.hyperprior else 1)
+        if fraction:
+            flags |= bitstream.FLAG_FRACTION
+        header = Header(self.model.model_id, W, H, picture.channels, level, flags, 2 if self.net.hyperprior else 1, fraction)
         data = bitstream.pack(header, payload)
         t3 = time.perf_counter()
-        timings.update(transform=t1 - t0, entropy=t2 - t1, container=t3 - t2)
+        timings.update(transform=analysis.seconds + t1 - t0, entropy=t2 - t1, container=t3 - t2)
         result = Encoded(data, header, estimated_bits=bits, payload_bytes=len(latent), timings=timings)
         if reconstruct:
             t4 = time.perf_counter()
-            result.reconstruction = self._picture(self._synthesize(y, q, H, W), picture.channels, picture.alpha)
+            result.reconstruction = self._reconstruct(y, inverse_gain, picture)
             timings["reconstruct"] = time.perf_counter() - t4
+        elif keep_latent:
+            result.synthesize = lambda: self._reconstruct(y, inverse_gain, picture)
         return result
 
     @torch.inference_mode()
-    def transform_only(self, picture: Picture, quality: int) -> np.ndarray:
+    def _reconstruct(self, y_hat: torch.Tensor, inverse_gain: torch.Tensor, picture: Picture) -> Picture:
+        """What decode returns for ŷ: synthesis, 8 bits, the source's channels and alpha."""
+        return self._picture(self._synthesize(y_hat, inverse_gain, picture.height, picture.width), picture.channels, picture.alpha)
+
+    @torch.inference_mode()
+    def transform_only(self, picture: Picture, quality: int | float | str) -> np.ndarray:
         """uint8 RGB from the transforms alone, ŷ = y (no rounding): the curve's PSNR ceiling."""
-        self.check_quality(quality)
-        q = torch.tensor([quality - 1])
-        return self._synthesize(self._analyze(picture.rgb(), q), q, picture.height, picture.width)
+        level, fraction = divmod(self.check_quality(quality), STEPS)
+        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
+        y = self._analyze(picture.rgb()).mul_(gain[None, :, None, None])
+        return self._synthesize(y, inverse_gain, picture.height, picture.width)
+
+    @torch.inference_mode()
+    def rate_map(self, picture: Picture, quality: int | float | str) -> RateMap:
+        """Where the model spends its bits on a picture, and its exact reconstruction, with no coding.
+
+        The bits are the model's own −log₂ p of ŷ (and ẑ) with the probabilities coding
+        would use: what a file would cost, up to the range coder's few bytes.
+        """
+        level, fraction = divmod(self.check_quality(quality), STEPS)
+        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
+        y = self.analyze(picture).features.mul_(gain[None, :, None, None])
+        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
+            raise ValueError("the model produced latents out of range (a broken model?)")
+        q = torch.tensor([level - 1])
+        h, w = y.shape[2], y.shape[3]
+        if self.net.hyperprior:
+            z = torch.round(self._hyper_analysis(y))
+            mean, index = self.model.hyper(z[0].to(torch.int32).numpy(), h, w)
+            mean_t = torch.from_numpy(mean)
+            residual = y[0].sub_(mean_t).round_()
+            z_bits, y_bits = self._hyperprior_element_bits(z, residual, index, q)
+            bits = y_bits.double().sum(0).numpy() + _spread(z_bits[0].double().sum(0).numpy(), h, w)
+            y = residual.add_(mean_t)[None]
+        else:
+            y = torch.round(y)
+            bits = (-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))))[0].double().sum(0).numpy()
+        return RateMap(bits, float(bits.sum()), self._reconstruct(y, inverse_gain, picture))
 
     @torch.inference_mode()
     def decode(self, data: bytes) -> Decoded:
@@ -189,8 +293,8 @@ class Codec:
             raise DecodeError(
                 f"file was encoded with model {header.model_id}, but model {self.model.model_id} is loaded (pass -m with the right model)"
             )
-        if header.quality > self.model.qualities:
-            raise DecodeError(f"quality {header.quality} is out of range for this model (1–{self.model.qualities})")
+        if header.hundredths > STEPS * self.model.qualities:
+            raise DecodeError(f"quality {format_quality(header.hundredths)} is out of range for this model (1–{self.model.qualities})")
         if (header.version == 2) != self.net.hyperprior:
             raise DecodeError(f"format version {header.version} does not match this model's entropy model")
         H, W = header.height, header.width
@@ -203,8 +307,9 @@ class Codec:
         except FormatError as exc:
             raise DecodeError(str(exc)) from None
         t2 = time.perf_counter()
-        q = torch.tensor([header.quality - 1])
-        picture = self._picture(self._synthesize(y, q, H, W), header.channels, alpha)
+        # The entropy decoding above used integers only (the level's tables); a fraction moves the inverse gain alone.
+        _, inverse_gain = self.net.gains(header.quality - 1, header.fraction / STEPS)
+        picture = self._picture(self._synthesize(y, inverse_gain, H, W), header.channels, alpha)
         t3 = time.perf_counter()
         return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
 
@@ -257,10 +362,15 @@ class Codec:
 
     def _hyperprior_bits(self, z, residual, index, q) -> float:
         """The model's own −Σ log₂ p of ẑ and of y's residuals (continuous densities, the tables' scales)."""
-        z_bits = -torch.log2(self.net.density.likelihood(z, self.net.channel_index(q))).sum()
+        z_bits, y_bits = self._hyperprior_element_bits(z, residual, index, q)
+        return float(z_bits.sum() + y_bits.sum())
+
+    def _hyperprior_element_bits(self, z, residual, index, q) -> tuple[torch.Tensor, torch.Tensor]:
+        """−log₂ p of every symbol: ẑ's (1, Nz, hz, wz) and y's residuals' (M, h, w)."""
+        z_bits = -torch.log2(self.net.density.likelihood(z, self.net.channel_index(q)))
         log_scale = torch.from_numpy(np.log(scale_table())[index]).float()
-        y_bits = -torch.log2(gaussian_likelihood(residual, log_scale)).sum()
-        return float(z_bits + y_bits)
+        y_bits = -torch.log2(gaussian_likelihood(residual, log_scale))
+        return z_bits, y_bits
 
     def _tiles(self, h: int, w: int):
         """Latent tiles: (core rows, core cols, rows with margin, cols with margin).
@@ -277,8 +387,8 @@ class Codec:
                 )
                 yield inner, outer
 
-    def _analyze(self, rgb: np.ndarray, q: torch.Tensor) -> torch.Tensor:
-        """Analysis transform of a uint8 (H, W, 3) image, tile by tile with overlap.
+    def _analyze(self, rgb: np.ndarray) -> torch.Tensor:
+        """Analysis transform g_a of a uint8 (H, W, 3) image, tile by tile with overlap (no gain yet).
 
         Edge pixels are replicated up to a multiple of 16; only one tile at a time is
         ever in float, so memory stays bounded for any image size.
@@ -291,16 +401,17 @@ class Codec:
             rows = np.minimum(np.arange(oi.start * s, oi.stop * s), H - 1)
             cols = np.minimum(np.arange(oj.start * s, oj.stop * s), W - 1)
             x = torch.from_numpy(rgb[rows[:, None], cols[None, :]]).permute(2, 0, 1)[None].float().div_(255.0)
-            out = self.net.analysis(x.contiguous(memory_format=torch.channels_last), q)
+            out = self.net.g_a(x.contiguous(memory_format=torch.channels_last))
             y[:, :, ci, cj] = out[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
         return y
 
-    def _synthesize(self, y: torch.Tensor, q: torch.Tensor, H: int, W: int) -> np.ndarray:
-        """Synthesis transform to a uint8 (H, W, 3) image, tile by tile with overlap."""
+    def _synthesize(self, y: torch.Tensor, inverse_gain: torch.Tensor, H: int, W: int) -> np.ndarray:
+        """Synthesis transform of ŷ · inverse gain (M,) to a uint8 (H, W, 3) image, tile by tile with overlap."""
         out = np.empty((H, W, 3), np.uint8)
         s = DOWNSAMPLING
+        inverse_gain = inverse_gain[None, :, None, None]
         for (ci, cj), (oi, oj) in self._tiles(y.shape[2], y.shape[3]):
-            x_hat = self.net.synthesis(y[:, :, oi, oj].contiguous(memory_format=torch.channels_last), q)[0]
+            x_hat = self.net.g_s(y[:, :, oi, oj].contiguous(memory_format=torch.channels_last) * inverse_gain)[0]
             r0, c0 = (ci.start - oi.start) * s, (cj.start - oj.start) * s
             top, left = ci.start * s, cj.start * s
             bottom, right = min(H, ci.stop * s), min(W, cj.stop * s)
@@ -314,6 +425,15 @@ class Codec:
             gray = np.clip(np.round(rgb.astype(np.float64) @ _LUMA), 0, 255).astype(np.uint8)[:, :, None]
             return Picture(gray, alpha if channels == 2 else None)
         return Picture(rgb, alpha if channels == 4 else None)
+
+
+def _spread(z_bits: np.ndarray, h: int, w: int) -> np.ndarray:
+    """ẑ's bits per position (hz, wz) shared out over the (up to 4×4) y positions each predicts; the total is kept."""
+    hz, wz = z_bits.shape
+    rows = np.minimum(4, h - 4 * np.arange(hz))
+    cols = np.minimum(4, w - 4 * np.arange(wz))
+    share = z_bits / np.outer(rows, cols)
+    return np.repeat(np.repeat(share, 4, axis=0), 4, axis=1)[:h, :w]
 
 
 def _sections(header: Header, payload: bytes) -> tuple[bytes, bytes | None]:
@@ -355,8 +475,8 @@ def _as_picture(image) -> Picture:
     raise TypeError(f"cannot encode a {type(image).__name__}")
 
 
-def encode_image(image, model: LoadedModel | None = None, quality: int | None = None) -> bytes:
-    """Encode a path, PIL image or uint8 array into ``.aec`` bytes."""
+def encode_image(image, model: LoadedModel | None = None, quality: int | float | None = None) -> bytes:
+    """Encode a path, PIL image or uint8 array into ``.aec`` bytes (``quality`` 5.37: hyperprior models only)."""
     model = model or load_model()
     return _codec_for(model).encode(_as_picture(image), quality, reconstruct=False).data
 

@@ -67,9 +67,10 @@ def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
 
 # λ ladder of the field (CompressAI's qualities 1–8 span 0.0018–0.0932).
 DEFAULT_LAMBDAS = lambda_ladder(0.0018, 0.0932, 8)
-# The hyperprior presets extend it at both ends with the same spacing, so that one model
-# spans about 0.1 to 1.5+ bpp on Kodak: ten levels, 0.0012–0.2.
-WIDE_LAMBDAS = lambda_ladder(0.0012, 0.2, 10)
+# The hyperprior presets extend it at both ends, so that one model spans about 0.1 to 1.7
+# bpp on Kodak: ten levels, 0.0003–0.2 (stage 2 of the default model; 0.0012 at the low
+# end left its curve starting at 0.34 bpp).
+WIDE_LAMBDAS = lambda_ladder(0.0003, 0.2, 10)
 
 PRESETS: dict[str, Preset] = {
     # Tests and demos: trains in seconds on a CPU.
@@ -206,6 +207,19 @@ class AutoEncoder(nn.Module):
         """Index of each (sample, channel) into the density's Q·C channels."""
         C = self.coded_channels
         return quality[:, None] * C + torch.arange(C, device=quality.device)[None, :]
+
+    def gains(self, index: int, t: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Gain and inverse gain (M,) of level ``index`` (0-based), or ``t`` of the way to the next.
+
+        Between levels the log-gains are interpolated linearly (geometric in the gains,
+        Cui et al. 2021): a continuous quality from a model trained on its levels only.
+        ``t == 0`` gives exactly the level's own vectors.
+        """
+        if t == 0:
+            return self.log_gain[index].exp(), self.log_inverse_gain[index].exp()
+        log_gain = torch.lerp(self.log_gain[index], self.log_gain[index + 1], t)
+        log_inverse = torch.lerp(self.log_inverse_gain[index], self.log_inverse_gain[index + 1], t)
+        return log_gain.exp(), log_inverse.exp()
 
     def analysis(self, x: Tensor, quality: Tensor) -> Tensor:
         """Image in [0, 1] → scaled latent (before rounding)."""

@@ -70,6 +70,23 @@ def test_time_budget_stops_the_run(data_dir, tmp_path):
     assert wall < 90
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity")
+def test_more_threads_than_usable_cores_warns(data_dir, tmp_path):
+    """Pinned to one core (as `taskset -c 0` does), --threads 2 oversubscribes it: the run says so and still trains."""
+    out = tmp_path / "pinned.safetensors"
+    one_core = min(os.sched_getaffinity(0))
+    proc = subprocess.run(
+        [AECOMPRESS, "train", str(data_dir), "-o", str(out), *FAST, "--steps", "1", "--threads", "2"],
+        capture_output=True,
+        timeout=300,
+        preexec_fn=lambda: os.sched_setaffinity(0, {one_core}),
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    warnings = [line for line in err_lines(proc) if line.startswith("warning: --threads 2")]
+    assert len(warnings) == 1 and "1 core(s)" in warnings[0], err_lines(proc)
+    assert info(out)["training"]["threads"] == 2
+
+
 def test_resume_continues_from_the_checkpoint(trained, data_dir, tmp_path):
     out = tmp_path / "resumed.safetensors"
     # --batch-size is ignored on resume: the recipe comes from the checkpoint
