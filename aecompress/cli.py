@@ -443,6 +443,14 @@ def _target(size: int | None, bpp_value: float | None, psnr_value: float | None,
     "levels (factorized models: the levels); a target no setting meets writes the closest one, warns and exits 3.",
 )
 @click.option("--no-psnr", is_flag=True, help="Skip measuring PSNR (saves the reconstruction pass).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "auto"]),
+    default="fp32",
+    show_default=True,
+    help="Arithmetic of the analysis transform. bf16 runs it about 3× faster on CPUs with native bf16 (AMX or "
+    "AVX512-BF16) for files about 0.2% larger; auto: bf16 on such CPUs. Files decode exactly either way.",
+)
 @io_options
 @click.pass_obj
 def encode(
@@ -453,6 +461,7 @@ def encode(
     target_bpp,
     target_psnr,
     no_psnr,
+    precision,
     model,
     output,
     outdir,
@@ -484,7 +493,11 @@ def encode(
     except Failure as exc:
         _die(str(exc).removeprefix("aecompress: error: "))
     loaded = _load(model, obj.debug)
-    codec = Codec(loaded, _max_pixels(max_pixels))
+    if precision == "auto":
+        from .train import cpu_has_native_bf16
+
+        precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    codec = Codec(loaded, _max_pixels(max_pixels), precision=precision)
     q = quality if quality is not None else 100 * default_quality(loaded)
     try:
         codec.check_quality(format_quality(q))

@@ -124,10 +124,21 @@ class RateMap:
 class Codec:
     """Encode and decode with one model; per-quality coders are built once and kept."""
 
-    def __init__(self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = TILE, margin: int = MARGIN) -> None:
+    def __init__(
+        self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = TILE, margin: int = MARGIN, precision: str = "fp32"
+    ) -> None:
+        """``precision`` is the analysis transform's arithmetic: "fp32", or "bf16" autocast.
+
+        Only the encoder's g_a may run in bf16: its output is the encoder's choice, sent as
+        integers, so every decoder still decodes the file exactly.  Decoding is always fp32
+        (bf16 synthesis moves pixels by up to 2 levels, outside the ±1 promised across machines).
+        """
         if tile % DOWNSAMPLING or margin % DOWNSAMPLING or tile <= 0:
             raise ValueError(f"tile and margin must be positive multiples of {DOWNSAMPLING}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, not {precision!r}")
         self.tile, self.margin = tile, margin
+        self.precision = precision
         self.model = model
         self.net = model.net.eval().to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
@@ -170,7 +181,8 @@ class Codec:
         if picture.width * picture.height > self.max_pixels:
             raise ValueError(f"image is {picture.width}x{picture.height}, over the limit of {self.max_pixels} pixels")
         t0 = time.perf_counter()
-        features = self._analyze(picture.rgb())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            features = self._analyze(picture.rgb())
         return Analysis(picture, features, time.perf_counter() - t0)
 
     def encode(

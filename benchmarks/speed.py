@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = (128, 192)  # CompressAI's bmshj2018-factorized at qualities 6-8: the speed target's yardstick
 
 
 def _median(values):
@@ -52,9 +53,9 @@ def _import_compressai():
         tv.transforms = types.ModuleType("torchvision.transforms")
         sys.modules["torchvision"] = tv
         sys.modules["torchvision.transforms"] = tv.transforms
-    from compressai.models import FactorizedPrior
+    from compressai.models import FactorizedPrior, MeanScaleHyperprior
 
-    return FactorizedPrior
+    return FactorizedPrior, MeanScaleHyperprior
 
 
 def run_ours(args) -> dict:
@@ -63,7 +64,7 @@ def run_ours(args) -> dict:
     from aecompress.images import encode_picture, read_image
 
     model = load_model(args.model)
-    codec = Codec(model)
+    codec = Codec(model, precision=args.precision or "fp32")
     q = args.quality or default_quality(model)
     t = {
         k: []
@@ -120,7 +121,7 @@ def run_ours(args) -> dict:
 
 
 def run_compressai(args) -> dict:
-    FactorizedPrior = _import_compressai()
+    FactorizedPrior, _ = _import_compressai()
     net = FactorizedPrior(args.N, args.M).eval()
     net.update(force=True)
     enc, dec = [], []
@@ -174,35 +175,43 @@ def run_pillow(args, target_bpp: float) -> dict:
 def run_train(args) -> dict:
     from aecompress.data import PatchSampler, find_images
     from aecompress.model import PRESETS, AutoEncoder
+    from aecompress.train import cpu_has_native_bf16
 
     preset = PRESETS[args.preset]
     B, P, steps = args.batch, args.patch, args.train_steps
     sampler = PatchSampler(find_images(Path(args.train_data)), P, (2.0, 4.0) if "unsplash" in args.train_data else (1.0, 1.0))
     lambdas = torch.tensor(preset.lambdas)
 
-    net = AutoEncoder(preset).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    load, total = [], []
-    for i in range(steps + 2):
-        t0 = time.perf_counter()
-        x = sampler.sample(B).contiguous(memory_format=torch.channels_last)
-        t1 = time.perf_counter()
-        q = torch.randint(0, len(preset.lambdas), (B,))
-        x_hat, bits = net(x, q)
-        mse = (x_hat - x).square().mean(dim=(1, 2, 3))
-        loss = (lambdas[q] * 255**2 * mse + bits / (P * P)).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        t2 = time.perf_counter()
-        if i >= 2:
-            load.append(t1 - t0)
-            total.append(t2 - t0)
-    ours = {"step_s": statistics.median(total), "load_share": sum(load) / sum(total)}
+    def our_steps(bf16: bool) -> dict:
+        torch.manual_seed(0)
+        net = AutoEncoder(preset).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        load, total = [], []
+        for i in range(steps + 2):
+            t0 = time.perf_counter()
+            x = sampler.sample(B).contiguous(memory_format=torch.channels_last)
+            t1 = time.perf_counter()
+            q = torch.randint(0, len(preset.lambdas), (B,))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):  # as `train --precision bf16`
+                x_hat, bits = net(x, q)
+            mse = (x_hat.float() - x).square().mean(dim=(1, 2, 3))
+            loss = (lambdas[q] * 255**2 * mse + bits / (P * P)).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            t2 = time.perf_counter()
+            if i >= 2:
+                load.append(t1 - t0)
+                total.append(t2 - t0)
+        return {"step_s": statistics.median(total), "load_share": sum(load) / sum(total)}
 
-    FactorizedPrior = _import_compressai()
-    cai = FactorizedPrior(preset.N, preset.M)
+    ours = our_steps(False)
+    ours_bf16 = our_steps(True) if cpu_has_native_bf16() else None
+
+    FactorizedPrior, MeanScaleHyperprior = _import_compressai()
+    # The same architecture as ours: mean-scale hyperprior (its hyper width is N; ours is Nz).
+    cai = MeanScaleHyperprior(preset.N, preset.M) if preset.entropy == "hyperprior" else FactorizedPrior(preset.N, preset.M)
     main_params = [p for n, p in cai.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in cai.named_parameters() if n.endswith(".quantiles")]
     opt = torch.optim.Adam(main_params, 1e-3)
@@ -228,6 +237,8 @@ def run_train(args) -> dict:
         "ours_step_s": ours["step_s"],
         "ours_load_share": ours["load_share"],
         "compressai_step_s": statistics.median(times),
+        "ours_bf16_step_s": ours_bf16["step_s"] if ours_bf16 else None,
+        "ours_bf16_load_share": ours_bf16["load_share"] if ours_bf16 else None,
         "batch": B,
         "patch": P,
         "preset": args.preset,
@@ -294,18 +305,24 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=128)
-    p.add_argument("--preset", default="small")
+    p.add_argument("--preset", default="small-hp", help="training comparison's architecture")
     p.add_argument("--part", help=argparse.SUPPRESS)
     p.add_argument("--target-bpp", type=float, help=argparse.SUPPRESS)
     p.add_argument("--N", type=int, help=argparse.SUPPRESS)
     p.add_argument("--M", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--precision", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part:
         child(args)
         return
 
+    from aecompress.train import cpu_has_native_bf16
+
     ours = spawn(args, "ours")
+    ours_bf16 = spawn(args, "ours", precision="bf16") if cpu_has_native_bf16() else None  # encode --precision bf16
     cai = spawn(args, "compressai", N=ours["N"], M=ours["M"])
+    # The reference the speed target names: bmshj2018-factorized at its published high-rate size.
+    ref = cai if (ours["N"], ours["M"]) == REFERENCE else spawn(args, "compressai", N=REFERENCE[0], M=REFERENCE[1])
     pil = spawn(args, "pillow", target_bpp=ours["bpp"])
     train = spawn(args, "train")
     n = len(_images(args.images, args.limit))
@@ -318,9 +335,18 @@ def main() -> None:
     print("| codec | encode ms | decode ms | enc+dec ms | vs aecompress | peak RSS MB |")
     print("|---|---|---|---|---|---|")
     print(f"| aecompress | {ours['enc_total']:.0f} | {ours['dec_total']:.0f} | {ours_total:.0f} | 1.00× | {ours['peak_rss_mb']:.0f} |")
-    print(
-        f"| CompressAI bmshj2018-factorized (N={ours['N']}, M={ours['M']}, random weights) | {cai['enc_total']:.0f} | {cai['dec_total']:.0f} | {cai_total:.0f} | {cai_total / ours_total:.2f}× slower | {cai['peak_rss_mb']:.0f} |"
-    )
+    if ours_bf16:
+        total = ours_bf16["enc_total"] + ours_bf16["dec_total"]
+        print(
+            f"| aecompress, encode --precision bf16 ({ours_bf16['bpp']:.3f} bpp) | {ours_bf16['enc_total']:.0f} | {ours_bf16['dec_total']:.0f} | {total:.0f} | {total / ours_total:.2f}× | {ours_bf16['peak_rss_mb']:.0f} |"
+        )
+    ref_total = ref["enc_total"] + ref["dec_total"]
+    rows = [((ours["N"], ours["M"]), cai)] + ([(REFERENCE, ref)] if ref is not cai else [])
+    for (n, m), r in rows:
+        total = r["enc_total"] + r["dec_total"]
+        print(
+            f"| CompressAI bmshj2018-factorized (N={n}, M={m}, random weights) | {r['enc_total']:.0f} | {r['dec_total']:.0f} | {total:.0f} | {total / ours_total:.2f}× slower | {r['peak_rss_mb']:.0f} |"
+        )
     for name, v in pil.items():
         if name == "peak_rss_mb":
             continue
@@ -338,17 +364,30 @@ def main() -> None:
     print()
     print(f"- entropy coding + container: {100 * share:.1f}% of encode time; payload / model estimate: {ours['payload_vs_estimate']:.4f}")
     print(f"- enc+dec speed-up over CompressAI (same N, M): {cai_total / ours_total:.2f}×")
+    print(f"- enc+dec speed-up over CompressAI bmshj2018-factorized (N={REFERENCE[0]}, M={REFERENCE[1]}): {ref_total / ours_total:.2f}×")
+    if ours_bf16:
+        fast = ours_bf16["enc_total"] + ours_bf16["dec_total"]
+        print(
+            f"- with encode --precision bf16: {ref_total / fast:.2f}× over that reference; files {100 * (ours_bf16['bpp'] / ours['bpp'] - 1):+.2f}% in size"
+        )
     print()
     print(f"Training, preset {train['preset']}, batch {train['batch']} of {train['patch']}², data {args.train_data}:")
     print()
     print("| | s per step | steps/s | images/s |")
     print("|---|---|---|---|")
-    for label, s in (("aecompress", train["ours_step_s"]), ("CompressAI", train["compressai_step_s"])):
+    rows = [("aecompress, fp32", train["ours_step_s"]), ("CompressAI, fp32", train["compressai_step_s"])]
+    if train["ours_bf16_step_s"]:
+        rows.append(("aecompress, bf16 autocast (this CPU has native bf16)", train["ours_bf16_step_s"]))
+    for label, s in rows:
         print(f"| {label} | {s:.3f} | {1 / s:.2f} | {train['batch'] / s:.1f} |")
     print()
     print(
-        f"- training step speed-up: {train['compressai_step_s'] / train['ours_step_s']:.2f}×; data loading: {100 * train['ours_load_share']:.1f}% of our step"
+        f"- training step speed-up: {train['compressai_step_s'] / train['ours_step_s']:.2f}× in fp32; data loading: {100 * train['ours_load_share']:.1f}% of our fp32 step"
     )
+    if train["ours_bf16_step_s"]:
+        print(
+            f"- with bf16 autocast: {train['compressai_step_s'] / train['ours_bf16_step_s']:.2f}× CompressAI's fp32 step; data loading: {100 * train['ours_bf16_load_share']:.1f}% of the step"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
     ax.plot(x, y, "o-", color="tab:blue")
     for r, xi, yi in zip(rows, x, y, strict=True):
-        ax.annotate(r["stage"], (xi, yi), textcoords="offset points", xytext=(6, 6))
+        below = r["stage"].endswith("*")  # mid-run checkpoints: label under the point, clear of the stage that follows
+        ax.annotate(r["stage"], (xi, yi), textcoords="offset points", xytext=(-4, -14) if below else (6, 6))
     ax.axhline(0, color="gray", lw=0.8, ls="--")
     ax.text(x[0], 0.3, "JPEG", color="gray")
     ax.set_xscale("log")

@@ -119,6 +119,30 @@ def test_reported_psnr_is_the_real_psnr(pair, tiny_model, tmp_path):
     assert record["psnr"] == pytest.approx(psnr_numpy(original, decoded), abs=0.01)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "auto"])
+def test_encode_precision_bf16_decodes_exactly_and_costs_little(pair, tiny_model, tmp_path, precision):
+    """A bf16 analysis changes only the encoder's choice of symbols: the file decodes to what encode measured."""
+    out = tmp_path / "b.aec"
+    proc = run("encode", "-m", tiny_model, pair.src, "-o", out, "--json", "--precision", precision)
+    assert proc.returncode == 0, proc.stderr
+    (record,) = json_lines(proc.stdout)
+    dec = run("decode", "-m", tiny_model, out, "-o", tmp_path / "b.png")
+    assert dec.returncode == 0, dec.stderr
+    _, original = read_pixels(pair.src)
+    _, decoded = read_pixels(tmp_path / "b.png")
+    assert record["psnr"] == pytest.approx(psnr_numpy(original, decoded), abs=0.01)
+    fp32 = json_lines(run("encode", "-m", tiny_model, pair.src, "-c", "--json").stderr)[0]
+    assert record["bytes"] == pytest.approx(fp32["bytes"], rel=0.05)
+    assert record["psnr"] == pytest.approx(fp32["psnr"], abs=0.2)
+
+
+def test_encode_precision_default_is_fp32(pair, tiny_model):
+    proc = run("encode", "-m", tiny_model, pair.src, "-c", "--precision", "fp32")
+    assert proc.returncode == 0 and proc.stdout == pair.aec.read_bytes()
+    bad = run("encode", "-m", tiny_model, pair.src, "-c", "--precision", "fp16")
+    assert bad.returncode == 2 and b"fp16" in bad.stderr and b"Traceback" not in bad.stderr
+
+
 # ---------------------------------------------------------------- stdin, stdout, pipes
 
 
