@@ -119,26 +119,35 @@ def test_reported_psnr_is_the_real_psnr(pair, tiny_model, tmp_path):
     assert record["psnr"] == pytest.approx(psnr_numpy(original, decoded), abs=0.01)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "auto"])
-def test_encode_precision_bf16_decodes_exactly_and_costs_little(pair, tiny_model, tmp_path, precision):
-    """A bf16 analysis changes only the encoder's choice of symbols: the file decodes to what encode measured."""
-    out = tmp_path / "b.aec"
-    proc = run("encode", "-m", tiny_model, pair.src, "-o", out, "--json", "--precision", precision)
+@pytest.fixture(scope="module")
+def bf16_encode(pair, tiny_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("bf16")
+    proc = run("encode", "-m", tiny_model, pair.src, "-o", d / "b.aec", "--json", "--precision", "bf16")
     assert proc.returncode == 0, proc.stderr
-    (record,) = json_lines(proc.stdout)
-    dec = run("decode", "-m", tiny_model, out, "-o", tmp_path / "b.png")
+    return SimpleNamespace(aec=d / "b.aec", record=json_lines(proc.stdout)[0], dir=d)
+
+
+def test_encode_precision_bf16_decodes_exactly_and_costs_little(pair, tiny_model, bf16_encode):
+    """A bf16 analysis changes only the encoder's choice of symbols: the file decodes to what encode measured."""
+    record = bf16_encode.record
+    dec = run("decode", "-m", tiny_model, bf16_encode.aec, "-o", bf16_encode.dir / "b.png")
     assert dec.returncode == 0, dec.stderr
     _, original = read_pixels(pair.src)
-    _, decoded = read_pixels(tmp_path / "b.png")
+    _, decoded = read_pixels(bf16_encode.dir / "b.png")
     assert record["psnr"] == pytest.approx(psnr_numpy(original, decoded), abs=0.01)
-    fp32 = json_lines(run("encode", "-m", tiny_model, pair.src, "-c", "--json").stderr)[0]
-    assert record["bytes"] == pytest.approx(fp32["bytes"], rel=0.05)
-    assert record["psnr"] == pytest.approx(fp32["psnr"], abs=0.2)
+    _, fp32_decoded = read_pixels(pair.png)
+    assert record["bytes"] == pytest.approx(pair.aec.stat().st_size, rel=0.05)
+    assert record["psnr"] == pytest.approx(psnr_numpy(original, fp32_decoded), abs=0.2)
 
 
-def test_encode_precision_default_is_fp32(pair, tiny_model):
+def test_encode_precision_fp32_is_the_default_and_auto_follows_the_cpu(pair, tiny_model, bf16_encode):
+    from aecompress.train import cpu_has_native_bf16
+
     proc = run("encode", "-m", tiny_model, pair.src, "-c", "--precision", "fp32")
     assert proc.returncode == 0 and proc.stdout == pair.aec.read_bytes()
+    auto = run("encode", "-m", tiny_model, pair.src, "-c", "--precision", "auto")
+    expected = bf16_encode.aec if cpu_has_native_bf16() else pair.aec
+    assert auto.returncode == 0 and auto.stdout == expected.read_bytes()
     bad = run("encode", "-m", tiny_model, pair.src, "-c", "--precision", "fp16")
     assert bad.returncode == 2 and b"fp16" in bad.stderr and b"Traceback" not in bad.stderr
 
