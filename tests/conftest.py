@@ -7,6 +7,7 @@ Every CLI test runs the installed ``aecompress`` console script in a subprocess
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,19 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from PIL import Image
+
+# Under pytest-xdist (`-n auto`, set in pyproject.toml) the workers share the cores: each worker and
+# every process it starts gets cores // workers threads.  Two processes of two threads each on two
+# cores ran training 2.8x slower in our measurement (BENCHMARKS.md, "A busy core").
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core this process may use (`taskset` shrinks it), not per core of the machine."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 
 # Shared CI machines are slow and uneven: no per-example deadline (tests set their own example counts).
 settings.register_profile("aecompress", deadline=None)
