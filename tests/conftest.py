@@ -18,17 +18,22 @@ import pytest
 from hypothesis import settings
 from PIL import Image
 
-# Under pytest-xdist (`-n auto`, set in pyproject.toml) the workers share the cores: each worker and
-# every process it starts gets cores // workers threads.  Two processes of two threads each on two
-# cores ran training 2.8x slower in our measurement (BENCHMARKS.md, "A busy core").
+
+def _usable_cores() -> int:
+    """Cores this process may run on (`taskset` shrinks it); aecompress.train's twin, without importing torch first."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# Under pytest-xdist (`python -m pytest -n auto`, opt-in) the workers share the cores: each worker and
+# every process it starts gets cores // workers threads.  One busy process made a 2-thread training run
+# 2.8x slower in our measurement (BENCHMARKS.md, "A busy core").  Set before torch is imported.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _usable_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: one worker per core this process may use (`taskset` shrinks it), not per core of the machine."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """`-n auto`: one worker per core this process may use, not per core of the machine."""
+    return _usable_cores()
 
 
 # Shared CI machines are slow and uneven: no per-example deadline (tests set their own example counts).
