@@ -249,7 +249,6 @@ def train(cfg: TrainConfig, log=print) -> Path:
     Q = len(preset.lambdas)
     started = time.monotonic()
     last_ckpt = started
-    interrupted = False
 
     def elapsed() -> float:
         return elapsed_before + time.monotonic() - started
@@ -270,10 +269,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         torch.save(payload, buffer)
         atomic_write(ckpt_path, buffer.getvalue())
 
-    def on_sigterm(signum, frame):  # treat like Ctrl-C: save and stop
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if _main_thread() else None
+    stop = StopRequest()
     by_time = bool(cfg.time_budget and not cfg.steps)  # no step count to measure progress by: show the budget, with an ETA
     bar = tqdm(
         total=cfg.time_budget if by_time else cfg.steps,
@@ -286,82 +282,86 @@ def train(cfg: TrainConfig, log=print) -> Path:
     )
     ema: dict[str, float] = {}
     skipped_steps = 0
-    try:
-        while ddp.all_agree(not _done(cfg, step, elapsed())):
-            lr = learning_rate(cfg, step, elapsed())
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = sampler.sample(cfg.batch_size).to(device).contiguous(memory_format=torch.channels_last)
-            quality = torch.randint(0, Q, (cfg.batch_size,), device=device)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                x_hat, bits = model(x, quality)
-            mse = (x_hat - x).square().mean(dim=(1, 2, 3))
-            bpp = bits / (x.shape[2] * x.shape[3])
-            loss = (lambdas[quality] * 255**2 * mse + bpp).mean()
-            optimizer.zero_grad(set_to_none=True)
-            if not ddp.all_agree(bool(torch.isfinite(loss))):  # a rare bad batch must not poison the weights
-                skipped_steps += 1
-                continue
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            if ddp.main:
-                psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean().item()
-                for k, v in (("loss", loss.item()), ("bpp", bpp.mean().item()), ("psnr", psnr)):
-                    ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
-                bar.update(min(elapsed(), bar.total) - bar.n if by_time else 1)
-                if step % 10 == 0:
-                    extra = {"step": step} if by_time else {}
-                    bar.set_postfix(loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}", lr=f"{lr:.1e}", **extra)
-                if time.monotonic() - last_ckpt >= cfg.checkpoint_every:
-                    write_checkpoint()
-                    last_ckpt = time.monotonic()
-    except KeyboardInterrupt:
-        interrupted = True
+    forced = False
+    with stop:
+        try:
+            while ddp.all_agree(not stop.requested and not _done(cfg, step, elapsed())):
+                lr = learning_rate(cfg, step, elapsed())
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                x = sampler.sample(cfg.batch_size).to(device).contiguous(memory_format=torch.channels_last)
+                quality = torch.randint(0, Q, (cfg.batch_size,), device=device)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    x_hat, bits = model(x, quality)
+                mse = (x_hat - x).square().mean(dim=(1, 2, 3))
+                bpp = bits / (x.shape[2] * x.shape[3])
+                loss = (lambdas[quality] * 255**2 * mse + bpp).mean()
+                optimizer.zero_grad(set_to_none=True)
+                if not ddp.all_agree(bool(torch.isfinite(loss))):  # a rare bad batch must not poison the weights
+                    skipped_steps += 1
+                    continue
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                step += 1
+                if ddp.main:
+                    psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean().item()
+                    for k, v in (("loss", loss.item()), ("bpp", bpp.mean().item()), ("psnr", psnr)):
+                        ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
+                    bar.update(min(elapsed(), bar.total) - bar.n if by_time else 1)
+                    if step % 10 == 0:
+                        extra = {"step": step} if by_time else {}
+                        bar.set_postfix(
+                            loss=f"{ema['loss']:.3f}", bpp=f"{ema['bpp']:.3f}", psnr=f"{ema['psnr']:.2f}", lr=f"{lr:.1e}", **extra
+                        )
+                    if time.monotonic() - last_ckpt >= cfg.checkpoint_every:
+                        write_checkpoint()
+                        last_ckpt = time.monotonic()
+        except KeyboardInterrupt:  # a second Ctrl-C: a step did not end
+            forced = True
+        finally:
+            stop.shield()  # from here on, Ctrl-C must not cut the save short
+            bar.close()
+        interrupted = forced or not ddp.all_agree(not stop.requested)  # one rank's Ctrl-C stops them all, at one step
+        if interrupted and ddp.main:
+            print("interrupted: saving checkpoint and model", file=sys.stderr)
+        write_checkpoint()
+        digests = ddp.digests(net) if not interrupted else []  # an interrupted rank may be mid-step
+        if ddp.main and ddp.world > 1 and digests:
+            if len(set(digests)) != 1:
+                raise TrainingError(f"weights differ between ranks: {digests}")
+            log(f"weights identical on all {ddp.world} ranks (digest {digests[0]})")
         if ddp.main:
-            bar.write("interrupted: saving checkpoint and model", file=sys.stderr)
-    finally:
-        bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    write_checkpoint()
-    digests = ddp.digests(net) if not interrupted else []  # an interrupted rank may be mid-step
-    if ddp.main and ddp.world > 1 and digests:
-        if len(set(digests)) != 1:
-            raise TrainingError(f"weights differ between ranks: {digests}")
-        log(f"weights identical on all {ddp.world} ranks (digest {digests[0]})")
-    if ddp.main:
-        summary = {
-            "data": os.path.basename(os.path.abspath(cfg.data)),
-            "images": len(sampler),
-            "steps": step,
-            "seconds": round(elapsed(), 1),
-            "batch_size": cfg.batch_size * ddp.world,
-            "patch_size": cfg.patch_size,
-            "downscale": list(cfg.downscale),
-            "lr": cfg.lr,
-            "device": str(device),
-            "processes": ddp.world,
-            "precision": precision,
-            "cpu": cpu_model_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None,
-            "pixels": step * cfg.batch_size * ddp.world * cfg.patch_size**2,
-            "lambdas": list(preset.lambdas),
-            "seed": cfg.seed,
-            "init": init_name,
-            "interrupted": interrupted,
-            "skipped_steps": skipped_steps,
-            "loss_ema": round(ema["loss"], 4) if "loss" in ema else None,
-        }
-        summary["stages"] = [*(prior_stages or []), {k: v for k, v in summary.items() if k != "stages"}]
-        save_model(net, output, training=summary)
-        if not interrupted and not cfg.keep_checkpoint:
-            ckpt_path.unlink(missing_ok=True)  # the run is finished: its model is all that is needed
-    if not interrupted:
-        ddp.barrier()
-    ddp.close()
-    return output
+            summary = {
+                "data": os.path.basename(os.path.abspath(cfg.data)),
+                "images": len(sampler),
+                "steps": step,
+                "seconds": round(elapsed(), 1),
+                "batch_size": cfg.batch_size * ddp.world,
+                "patch_size": cfg.patch_size,
+                "downscale": list(cfg.downscale),
+                "lr": cfg.lr,
+                "device": str(device),
+                "processes": ddp.world,
+                "precision": precision,
+                "cpu": cpu_model_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "threads": torch.get_num_threads() if device.type == "cpu" else None,
+                "pixels": step * cfg.batch_size * ddp.world * cfg.patch_size**2,
+                "lambdas": list(preset.lambdas),
+                "seed": cfg.seed,
+                "init": init_name,
+                "interrupted": interrupted,
+                "skipped_steps": skipped_steps,
+                "loss_ema": round(ema["loss"], 4) if "loss" in ema else None,
+            }
+            summary["stages"] = [*(prior_stages or []), {k: v for k, v in summary.items() if k != "stages"}]
+            save_model(net, output, training=summary)
+            if not interrupted and not cfg.keep_checkpoint:
+                ckpt_path.unlink(missing_ok=True)  # the run is finished: its model is all that is needed
+        if not interrupted:
+            ddp.barrier()
+        ddp.close()
+        return output
 
 
 def stages_of(training: dict | None) -> list[dict]:
@@ -421,6 +421,42 @@ def auto_precision(device: torch.device) -> str:
 
 def _done(cfg: TrainConfig, step: int, elapsed: float) -> bool:
     return bool((cfg.steps and step >= cfg.steps) or (cfg.time_budget and elapsed >= cfg.time_budget))
+
+
+class StopRequest:
+    """Ctrl-C and SIGTERM while training: set a flag that the loop reads between steps.
+
+    Python's default (raise KeyboardInterrupt wherever the main thread happens to be) can
+    lose the signal: a handler that runs inside a finalizer or a library's callback has its
+    exception swallowed ("Exception ignored in ..."), and training went on (seen in CI). A
+    flag cannot be lost, and the run stops at a step boundary, with consistent weights. A
+    second signal raises KeyboardInterrupt, for a step that does not end.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._shielded = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if _main_thread():  # signal handlers can only be set from the main thread
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def shield(self) -> None:
+        """Ignore further signals (while the model is being saved: it takes about a second)."""
+        self._shielded = True
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested and not self._shielded:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def _main_thread() -> bool:

@@ -24,7 +24,7 @@ def _usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-# Under pytest-xdist (`python -m pytest -n auto`, opt-in) the workers share the cores: each worker and
+# Under pytest-xdist (`-n auto`, the default in pyproject.toml) the workers share the cores: each worker and
 # every process it starts gets cores // workers threads.  One busy process made a 2-thread training run
 # 2.8x slower in our measurement (BENCHMARKS.md, "A busy core").  Set before torch is imported.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
