@@ -1072,8 +1072,9 @@ def _after_training(path: Path, budget: float | None, steps: int | None, resume_
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing MODEL and its checkpoint.")
 @click.option(
     "--preset",
-    help="Architecture: small-hp (default: hyperprior, CPU-sized), base-hp (GPU), tiny-hp (tests), or small/base/tiny "
-    "(factorized prior). With --init: the init model's, unless given (then matching weights are copied).",
+    help="Architecture: small-hp (default: hyperprior, CPU-sized), medium-hp (1.5x its channels), base-hp (GPU), "
+    "tiny-hp (tests), or small/base/tiny (factorized prior). With --init: the init model's, unless given (then "
+    "matching weights are copied, and a narrower model of the same latent is grown: --init default --preset medium-hp).",
 )
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimizer steps (in all).")
 @click.option(

@@ -82,8 +82,16 @@ PRESETS: dict[str, Preset] = {
     # The same transforms with a mean-scale hyperprior (the shipped default since format 2).
     "tiny-hp": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-hp", entropy="hyperprior", Nz=16),
     "small-hp": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-hp", entropy="hyperprior", Nz=64),
+    # small-hp with 1.5x the hidden channels: `--init default --preset medium-hp` grows the
+    # shipped model into it (the capacity experiment; about 1.6x the cost of a step).
+    "medium-hp": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-hp", entropy="hyperprior", Nz=64),
     "base-hp": Preset(N=128, M=192, lambdas=WIDE_LAMBDAS, name="base-hp", entropy="hyperprior", Nz=128),
 }
+
+
+# Start of γ_raw's off-diagonal: γ = γ_raw² ≈ 1e-6, no visible change to the layer, but a
+# non-zero gradient (Adam scales the step, not the gradient, so the terms learn at full speed).
+GDN_CROSS_TERM_START = 1e-3
 
 
 class GDN(nn.Module):
@@ -91,14 +99,29 @@ class GDN(nn.Module):
 
     ``x / (β + γ·|x|)`` instead of ``x / sqrt(β + γ·x²)``: same quality in the
     literature, cheaper (no square, no square root).  ``inverse=True`` multiplies
-    instead, for the synthesis transform.
+    instead, for the synthesis transform.  γ = γ_raw² keeps γ ≥ 0; its off-diagonal
+    (one channel normalizing another) must not start at exactly 0, where the square
+    has no gradient and the layer would stay per-channel forever.
     """
 
     def __init__(self, channels: int, inverse: bool = False) -> None:
         super().__init__()
         self.inverse = inverse
         self.beta_raw = nn.Parameter(torch.ones(channels))
-        self.gamma_raw = nn.Parameter(math.sqrt(0.1) * torch.eye(channels))
+        eye = torch.eye(channels)
+        self.gamma_raw = nn.Parameter(math.sqrt(0.1) * eye + GDN_CROSS_TERM_START * (1 - eye))
+
+    def free_cross_terms(self) -> int:
+        """Move off-diagonal γ_raw entries that are exactly 0 (stuck) to a tiny value; count them.
+
+        Models trained before 2026-12-02 started γ diagonal, and its off-diagonal never
+        moved: their GDN layers normalized each channel by itself only.
+        """
+        with torch.no_grad():
+            off_diagonal = ~torch.eye(self.gamma_raw.shape[0], dtype=torch.bool, device=self.gamma_raw.device)
+            stuck = off_diagonal & (self.gamma_raw == 0)
+            self.gamma_raw[stuck] = GDN_CROSS_TERM_START
+        return int(stuck.sum())
 
     def forward(self, x: Tensor) -> Tensor:
         beta = self.beta_raw.square() + 1e-6
@@ -263,12 +286,64 @@ class AutoEncoder(nn.Module):
                 y_hat = mean + residual + (torch.round(residual) - residual).detach()
         return self.synthesis(y_hat, quality).float(), bits
 
+    def free_gdn_cross_terms(self) -> int:
+        """Unstick the cross-channel terms of every GDN layer (see ``GDN.free_cross_terms``); count the layers."""
+        return sum(1 for layer in self.modules() if isinstance(layer, GDN) and layer.free_cross_terms() > 0)
+
     def load_transforms(self, other: AutoEncoder) -> list[str]:
-        """Copy every tensor whose name and shape match (fine-tuning across entropy models)."""
+        """Copy every tensor whose name and shape match (fine-tuning across entropy models).
+
+        A model with more hidden channels (larger N, same M and Nz) is grown from the
+        other: see ``grown_from``.  Returns the names of the tensors taken from ``other``.
+        """
         mine = self.state_dict()
         copied = {k: v for k, v in other.state_dict().items() if k in mine and mine[k].shape == v.shape}
         if self.hyperprior != other.hyperprior:
             copied = {k: v for k, v in copied.items() if not k.startswith("density.")}
+        if self.can_grow_from(other):
+            copied.update(self.grown_from(other))
         mine.update(copied)
         self.load_state_dict(mine)
         return sorted(copied)
+
+    def can_grow_from(self, other: AutoEncoder) -> bool:
+        """True if this model is ``other`` with more hidden channels (N), everything else alike."""
+        a, b = self.preset, other.preset
+        return a.N > b.N and (a.M, a.Nz, a.entropy) == (b.M, b.Nz, b.entropy)
+
+    def grown_from(self, other: AutoEncoder) -> dict[str, Tensor]:
+        """The transforms of a narrower model, in the first channels of this one's (function-preserving).
+
+        Each layer gets the other's weights in its leading block.  Weights from a new
+        channel into an old one start at zero, so the grown model computes what the
+        other did (up to GDN's near-zero cross terms); weights into the new channels keep
+        this model's fresh initialization, so they learn from the first step.  This tests
+        capacity without throwing away hours of training.
+        """
+        grown: dict[str, Tensor] = {}
+        theirs = dict(other.named_modules())
+        for name, layer in self.named_modules():
+            source = theirs.get(name)
+            if not name.startswith(("g_a.", "g_s.", "h_a.")) or source is None:
+                continue
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                weight = layer.weight.detach().clone()
+                src = source.weight.detach()
+                if isinstance(layer, nn.Conv2d):  # (out, in, k, k): old outputs ignore new inputs
+                    out, cin = src.shape[:2]
+                    weight[:out, :cin] = src
+                    weight[:out, cin:] = 0
+                else:  # ConvTranspose2d: (in, out, k, k)
+                    cin, out = src.shape[:2]
+                    weight[:cin, :out] = src
+                    weight[cin:, :out] = 0
+                bias = layer.bias.detach().clone()
+                bias[:out] = source.bias.detach()
+                grown[f"{name}.weight"], grown[f"{name}.bias"] = weight, bias
+            elif isinstance(layer, GDN):
+                n = source.beta_raw.shape[0]
+                beta, gamma = layer.beta_raw.detach().clone(), layer.gamma_raw.detach().clone()
+                beta[:n] = source.beta_raw.detach()
+                gamma[:n, :n] = source.gamma_raw.detach()  # old by new channels: GDN_CROSS_TERM_START
+                grown[f"{name}.beta_raw"], grown[f"{name}.gamma_raw"] = beta, gamma
+        return grown

@@ -230,8 +230,16 @@ def train(cfg: TrainConfig, log=print) -> Path:
     net = AutoEncoder(preset)
     if cfg.init and not cfg.resume:
         copied = net.load_transforms(init_model.net)
-        if ddp.main and len(copied) < len(net.state_dict()):
+        if ddp.main and net.can_grow_from(init_model.net):
+            log(f"grew {cfg.init} from N={init_model.net.preset.N} to N={preset.N} channels: the new ones start silent")
+        elif ddp.main and len(copied) < len(net.state_dict()):
             log(f"initialized {len(copied)} of {len(net.state_dict())} tensors from {cfg.init} (the rest start fresh)")
+        freed = net.free_gdn_cross_terms()
+        if ddp.main and freed:
+            log(
+                f"GDN: the cross-channel terms of {freed} layers of {cfg.init} were stuck at zero (a bug of models "
+                "trained before 2026-12-02); they start near zero now and can learn"
+            )
     net = net.to(device).to(memory_format=torch.channels_last)  # faster convolutions on CPU
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, elapsed_before = 0, 0.0

@@ -9,9 +9,11 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, gradient_folder, run, save_image
 
 FAST = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
@@ -118,6 +120,38 @@ def test_init_fine_tunes_a_model(trained, data_dir, tmp_path):
     assert tuned["training"]["steps"] == 3
     assert (tuned["N"], tuned["M"], tuned["qualities"]) == (base["N"], base["M"], base["qualities"])
     assert tuned["model_id"] != base["model_id"]
+
+
+def test_init_frees_the_stuck_gdn_terms_of_an_older_model(data_dir, tmp_path):
+    """The golden model was trained before the GDN fix: its γ off-diagonals are exactly 0."""
+    from aecompress import load_model
+
+    old = Path(__file__).parent / "golden" / "golden-model.safetensors"
+    out = tmp_path / "tuned.safetensors"
+    proc = run("train", data_dir, "-o", out, "--init", old, "--steps", "3", "--batch-size", "2", "--patch-size", "32")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert "GDN: the cross-channel terms of 6 layers" in proc.stderr.decode()
+    for name, before in load_model(old).net.state_dict().items():
+        if name.endswith("gamma_raw"):
+            after = load_model(out).net.state_dict()[name]
+            off = ~torch.eye(before.shape[0], dtype=torch.bool)
+            assert (before[off] == 0).all() and (after[off] != 0).all(), name
+
+
+def test_init_grows_the_default_model_into_a_wider_preset(data_dir, tmp_path):
+    """`--init default --preset medium-hp`: N 64 → 96 channels, and (before training) the same codec."""
+    wide = tmp_path / "wide.safetensors"
+    proc = run("train", data_dir, "-o", wide, "--init", "default", "--preset", "medium-hp", "--steps", "1", "--lr", "1e-12")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert "grew default from N=64 to N=96" in proc.stderr.decode()
+    assert (info(wide)["N"], info(wide)["M"]) == (96, 160)
+    records = []
+    for model in ("default", wide):
+        enc = run("encode", "-m", model, SAMPLE_PHOTO, "-q", "5", "-o", tmp_path / "x.aec", "-f", "--json")
+        assert enc.returncode == 0, enc.stderr.decode()[-2000:]
+        records.append(json.loads(enc.stdout))
+    assert records[1]["psnr"] == pytest.approx(records[0]["psnr"], abs=0.05)
+    assert records[1]["bytes"] == pytest.approx(records[0]["bytes"], rel=0.01)
 
 
 def test_broken_files_in_the_data_are_skipped(data_dir, tmp_path):
