@@ -91,6 +91,11 @@ def main(ctx: click.Context, debug: bool) -> None:
     the command, adds the traceback).
     """
     ctx.obj = Context(debug=debug)
+    import torch
+
+    # Subnormal floats cost ~100x on x86: a model whose GDN cross terms decayed through them
+    # encoded 3.9x slower (1.36 s against 0.35 s, same bytes and PSNR).  The integer coding path has none.
+    torch.set_flush_denormal(True)
 
 
 # ---------------------------------------------------------------- shared helpers
