@@ -1083,8 +1083,9 @@ def _after_training(path: Path, budget: float | None, steps: int | None, resume_
 @click.option(
     "--preset",
     help="Architecture: small-hp (default: hyperprior, CPU-sized), medium-hp (1.5x its channels), base-hp (GPU), "
-    "tiny-hp (tests), or small/base/tiny (factorized prior). With --init: the init model's, unless given (then "
-    "matching weights are copied, and a narrower model of the same latent is grown: --init default --preset medium-hp).",
+    "tiny-hp (tests); small-cb, medium-cb, tiny-cb (the same with a checkerboard context); or small/base/tiny "
+    "(factorized prior). With --init: the init model's, unless given (then matching weights are copied, a narrower "
+    "model of the same latent is grown, and a context starts silent: --init default --preset medium-cb).",
 )
 @click.option("--steps", type=click.IntRange(1), help="Stop after this many optimizer steps (in all).")
 @click.option(
@@ -1320,6 +1321,13 @@ def _info_aec(file: str, data: bytes) -> tuple[dict, list[str]]:
     return record, lines
 
 
+_ENTROPY_NAMES = {
+    "factorized": "factorized prior",
+    "hyperprior": "mean-scale hyperprior (Nz={Nz})",
+    "checkerboard": "mean-scale hyperprior (Nz={Nz}) with a checkerboard context",
+}
+
+
 def _info_model(file: str) -> tuple[dict, list[str]]:
     from .codec import load_model
     from .modelfile import ModelFileError
@@ -1348,7 +1356,7 @@ def _info_model(file: str) -> tuple[dict, list[str]]:
     lines = [
         f"{model.path}: aecompress model {model.model_id}",
         f"  architecture  preset {preset.name}: N={preset.N}, M={preset.M}, "
-        + (f"mean-scale hyperprior (Nz={preset.Nz})" if preset.entropy == "hyperprior" else "factorized prior")
+        + _ENTROPY_NAMES[preset.entropy].format(Nz=preset.Nz)
         + f", {params:,} parameters, {record['bytes'] / 1e6:.1f} MB file",
         f"  qualities     1–{model.qualities}, λ = {', '.join(f'{v:g}' for v in preset.lambdas)}",
     ]

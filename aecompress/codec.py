@@ -35,7 +35,7 @@ from .entropy import (
     write_varint,
 )
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
-from .model import DOWNSAMPLING
+from .model import DOWNSAMPLING, anchor_mask
 from .modelfile import LoadedModel, ModelFileError
 from .modelfile import load_model as _load_model_file
 from .quality import STEPS, format_quality, fraction_of, parse_quality
@@ -220,14 +220,12 @@ class Codec:
             if not bool(torch.isfinite(z).all()) or float(z.abs().max()) >= 2**30:
                 raise ValueError("the model produced latents out of range (a broken model?)")
             z_symbols = z[0].to(torch.int32).numpy()
-            mean, index = self.model.hyper(z_symbols, y.shape[2], y.shape[3])
-            mean_t = torch.from_numpy(mean)
-            residual = y[0].sub_(mean_t).round_()  # in place: memory for huge images
+            residual, mean, index = self._residuals(y[0], z_symbols)  # in place: memory for huge images
             t1 = time.perf_counter()
             self.coder(level).encode_into(stream, z_symbols)
-            stream.encode(residual.to(torch.int32).numpy(), index_groups(index), self._gaussian)
+            self._encode_residuals(stream, residual, index)
             bits = self._hyperprior_bits(z, residual, index, q) if estimate else None
-            y = (y[0].add_(mean_t))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
+            y = residual.add_(torch.from_numpy(mean))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
         else:
             y = torch.round(y)
             self.coder(level).encode_into(stream, y[0].to(torch.int32).numpy())
@@ -240,7 +238,7 @@ class Codec:
             payload = write_varint(len(latent)) + latent + zlib.compress(picture.alpha.tobytes(), 9)
         if fraction:
             flags |= bitstream.FLAG_FRACTION
-        header = Header(self.model.model_id, W, H, picture.channels, level, flags, 2 if self.net.hyperprior else 1, fraction)
+        header = Header(self.model.model_id, W, H, picture.channels, level, flags, self.format_version, fraction)
         data = bitstream.pack(header, payload)
         t3 = time.perf_counter()
         timings.update(transform=analysis.seconds + t1 - t0, entropy=t2 - t1, container=t3 - t2)
@@ -282,12 +280,10 @@ class Codec:
         h, w = y.shape[2], y.shape[3]
         if self.net.hyperprior:
             z = torch.round(self._hyper_analysis(y))
-            mean, index = self.model.hyper(z[0].to(torch.int32).numpy(), h, w)
-            mean_t = torch.from_numpy(mean)
-            residual = y[0].sub_(mean_t).round_()
+            residual, mean, index = self._residuals(y[0], z[0].to(torch.int32).numpy())
             z_bits, y_bits = self._hyperprior_element_bits(z, residual, index, q)
             bits = y_bits.double().sum(0).numpy() + _spread(z_bits[0].double().sum(0).numpy(), h, w)
-            y = residual.add_(mean_t)[None]
+            y = residual.add_(torch.from_numpy(mean))[None]
         else:
             y = torch.round(y)
             bits = (-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))))[0].double().sum(0).numpy()
@@ -307,7 +303,7 @@ class Codec:
             )
         if header.hundredths > STEPS * self.model.qualities:
             raise DecodeError(f"quality {format_quality(header.hundredths)} is out of range for this model (1–{self.model.qualities})")
-        if (header.version == 2) != self.net.hyperprior:
+        if header.version != self.format_version:
             raise DecodeError(f"format version {header.version} does not match this model's entropy model")
         H, W = header.height, header.width
         h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
@@ -357,11 +353,20 @@ class Codec:
             stream.finish()
             return torch.from_numpy(keep["y"]).float()[None]
         keep["z"] = self.coder(quality).decode_from(stream, (self.net.preset.Nz, -(-h // 4), -(-w // 4)))
-        mean, keep["index"] = self.model.hyper(keep["z"], h, w)
-        index = keep["index"]
-        keep["residual"] = stream.decode(index.size, index_groups(index), self._gaussian).reshape(index.shape)
+        mean, index = self.model.hyper(keep["z"], h, w)
+        if not self.net.checkerboard:
+            residual = stream.decode(index.size, index_groups(index), self._gaussian).reshape(index.shape)
+        else:  # the anchors with the hyperprior's tables; then the rest with the tables their context picks
+            anchor = anchor_mask(h, w).numpy()
+            residual = np.zeros(index.shape, np.int32)
+            anchors = index[:, anchor]
+            residual[:, anchor] = stream.decode(anchors.size, index_groups(anchors), self._gaussian).reshape(anchors.shape)
+            other_mean, other_index = self.model.context(residual, mean, index)
+            mean[:, ~anchor], index[:, ~anchor] = other_mean, other_index
+            residual[:, ~anchor] = stream.decode(other_index.size, index_groups(other_index), self._gaussian).reshape(other_index.shape)
         stream.finish()
-        return torch.from_numpy(keep["residual"]).float().add_(torch.from_numpy(mean))[None]
+        keep["index"], keep["residual"] = index, residual
+        return torch.from_numpy(residual).float().add_(torch.from_numpy(mean))[None]
 
     def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
         """The integers a file decodes to (for determinism checks): see ``_decode_latent``."""
@@ -371,6 +376,39 @@ class Codec:
             _sections(header, payload)[0], header.quality, -(-header.height // DOWNSAMPLING), -(-header.width // DOWNSAMPLING), keep
         )
         return keep
+
+    @property
+    def format_version(self) -> int:
+        """The container version of this model's files: 1 factorized, 2 hyperprior, 3 checkerboard."""
+        return 3 if self.net.checkerboard else 2 if self.net.hyperprior else 1
+
+    def _residuals(self, y: torch.Tensor, z_symbols: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """y (M, h, w), overwritten → what is coded: residuals round(y − μ) (float), and each symbol's μ and table.
+
+        With a checkerboard context the anchors' μ and tables are the hyperprior's; the
+        context, fed the anchors' residuals, picks the others' (as the decoder will).
+        """
+        mean, index = self.model.hyper(z_symbols, y.shape[1], y.shape[2])
+        residual = y.sub_(torch.from_numpy(mean))
+        if not self.net.checkerboard:
+            return residual.round_(), mean, index
+        anchor = anchor_mask(y.shape[1], y.shape[2])
+        other, others = ~anchor, (~anchor).numpy()
+        residual[:, anchor] = residual[:, anchor].round()
+        other_mean, other_index = self.model.context(residual.numpy(), mean, index)
+        residual[:, other] = residual[:, other].add_(torch.from_numpy(mean[:, others] - other_mean)).round_()
+        mean[:, others], index[:, others] = other_mean, other_index
+        return residual, mean, index
+
+    def _encode_residuals(self, stream: StreamEncoder, residual: torch.Tensor, index: np.ndarray) -> None:
+        """y's residuals, by table; with a context, the anchors first (the decoder needs them to find the others' tables)."""
+        values = residual.to(torch.int32).numpy()
+        if not self.net.checkerboard:
+            stream.encode(values, index_groups(index), self._gaussian)
+            return
+        anchor = anchor_mask(*index.shape[1:]).numpy()
+        for part in (anchor, ~anchor):
+            stream.encode(values[:, part], index_groups(index[:, part]), self._gaussian)
 
     def _hyperprior_bits(self, z, residual, index, q) -> float:
         """The model's own −Σ log₂ p of ẑ and of y's residuals (continuous densities, the tables' scales)."""

@@ -23,12 +23,14 @@ integer network is its rounding, built when the model file is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .entropy import FormatError, scale_index_from_q8
+from .entropy import LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, FormatError, scale_index_from_q8
+from .model import CONTEXT_TAPS, anchor_mask
 
 FRACTION = 8  # fractional bits of activations and of the log-scale output
 WEIGHT_LIMIT = 1 << 14  # |integer weight| < this
@@ -39,12 +41,41 @@ HALO = 3  # ẑ rows of context on each side of a band (receptive field: < 2 row
 
 
 @dataclass
-class IntegerHyperSynthesis:
-    """Integer weights of the three 3×3 layers; two pixel shuffles between them."""
+class IntegerLayers:
+    """Integer weights, biases and scale bits of a network's layers, as model files store them."""
 
-    weights: list[np.ndarray]  # int32 (Cout, Cin, 3, 3)
+    weights: list[np.ndarray]  # int32 (Cout, Cin, k, k)
     biases: list[np.ndarray]  # int64 (Cout,)
     scale_bits: list[int]  # S of each layer: weight = w_int / 2^S
+
+    PREFIX: ClassVar[str] = ""  # tensor names in the model file: PREFIX.weightI, PREFIX.biasI, PREFIX.scale_bits
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"{self.PREFIX}.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w))
+            out[f"{self.PREFIX}.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> IntegerLayers:
+        """Read and validate (a missing tensor is a KeyError: an inconsistent model file)."""
+        bits = [int(v) for v in tensors[f"{cls.PREFIX}.scale_bits"].tolist()]
+        weights = [tensors[f"{cls.PREFIX}.weight{i}"].numpy().astype(np.int32) for i in range(len(bits))]
+        biases = [tensors[f"{cls.PREFIX}.bias{i}"].numpy().astype(np.int64) for i in range(len(bits))]
+        net = cls(weights, biases, bits)
+        net.validate()
+        return net
+
+
+@dataclass
+class IntegerHyperSynthesis(IntegerLayers):
+    """Integer weights of the three 3×3 layers; two pixel shuffles between them."""
+
+    PREFIX: ClassVar[str] = "hyper_int"
 
     @property
     def shifts(self) -> list[int]:
@@ -80,24 +111,6 @@ class IntegerHyperSynthesis:
             S = self.scale_bits[i]
             conv.weight.copy_(torch.from_numpy(self.weights[i].astype(np.float64) / 2.0**S))
             conv.bias.copy_(torch.from_numpy(self.biases[i].astype(np.float64) / 2.0 ** (S + (0 if i == 0 else FRACTION))))
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"hyper_int.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            out[f"hyper_int.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w))
-            out[f"hyper_int.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
-        return out
-
-    @staticmethod
-    def from_tensors(tensors: dict[str, torch.Tensor]) -> IntegerHyperSynthesis:
-        bits = [int(v) for v in tensors["hyper_int.scale_bits"].tolist()]
-        net = IntegerHyperSynthesis(
-            [tensors[f"hyper_int.weight{i}"].numpy().astype(np.int32) for i in range(len(bits))],
-            [tensors[f"hyper_int.bias{i}"].numpy().astype(np.int64) for i in range(len(bits))],
-            bits,
-        )
-        net.validate()
-        return net
 
     def validate(self) -> None:
         """Check the bounds that make every sum exact (a model file is input too)."""
@@ -194,3 +207,183 @@ def _conv3x3_float64(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch
         for dx in range(3):
             acc += w[:, :, dy, dx] @ padded[:, dy : dy + H, dx : dx + W].reshape(C, H * W)
     return acc.reshape(-1, H, W)
+
+
+# ---------------------------------------------------------------- the checkerboard context
+
+Y_LIMIT = 1 << 22  # anchors' ŷ in fixed point (8 fractional bits) is clamped to ±Y_LIMIT
+CONTEXT_HALO = 2  # y rows of anchors a band needs on each side (the 5×5 window)
+
+
+def mean_q8(mean: np.ndarray) -> np.ndarray:
+    """The float32 mean in fixed point, round(256·μ) half up: exact in float64, the same everywhere."""
+    return np.floor(np.asarray(mean, np.float32).astype(np.float64) * 256 + 0.5).astype(np.int64)
+
+
+def index_log_scale_q8(index: np.ndarray) -> np.ndarray:
+    """ln σ (8 fractional bits) of each table index: what the context sees of the hyperprior's scale."""
+    return LOG_SCALE_MIN_Q8 + np.asarray(index, np.int64) * LOG_SCALE_STEP_Q8
+
+
+@dataclass
+class IntegerContext(IntegerLayers):
+    """The checkerboard context (``model.CheckerboardContext``) in exact integer arithmetic.
+
+    Same scheme as ``IntegerHyperSynthesis``: every input has 8 fractional bits (the
+    anchors' ŷ, the hyperprior's mean and table ln σ), weights are ``round(w · 2^S)``,
+    biases ``round(b · 2^(S+8))``, each layer's sum an integer below 2^53 that float64
+    holds exactly, rescaled by a rounding right shift.  Layer 0 is the masked 5×5
+    convolution over the anchors (only its 12 taps are used; the others must be zero),
+    layers 1–3 the 1×1 parameter layers.  Outputs at the non-anchors: Δmean (exact,
+    added to the float32 mean in float64, then rounded to float32: IEEE, the same
+    everywhere) and Δln σ in fixed point, which picks the table.
+    """
+
+    PREFIX: ClassVar[str] = "context_int"  # weights: (M, M, 5, 5), then (Cout, Cin, 1, 1) ×3
+
+    @property
+    def channels(self) -> int:
+        return self.weights[0].shape[0]
+
+    @staticmethod
+    @torch.no_grad()
+    def from_float(context) -> IntegerContext:
+        """Round a trained ``model.CheckerboardContext`` to integers."""
+        layers = [(context.context.weight * context.mask, context.context.bias)] + [(c.weight, c.bias) for c in context.params]
+        weights, biases, bits = [], [], []
+        for w, b in layers:
+            w = w.detach().double().cpu().numpy()
+            b = b.detach().double().cpu().numpy()
+            largest = max(float(np.abs(w).max()), 1e-12)
+            S = max(min(int(np.floor(np.log2((WEIGHT_LIMIT - 1) / largest))), 30), 0)
+            weights.append(np.round(w * 2.0**S).astype(np.int32))
+            biases.append(np.round(b * 2.0 ** (S + FRACTION)).astype(np.int64))
+            bits.append(S)
+        net = IntegerContext(weights, biases, bits)
+        net.validate()
+        return net
+
+    @torch.no_grad()
+    def to_float(self, context) -> None:
+        """Set a ``model.CheckerboardContext``'s weights to this network's values (model files store only these)."""
+        convs = [context.context, *context.params]
+        for conv, w, b, S in zip(convs, self.weights, self.biases, self.scale_bits, strict=True):
+            conv.weight.copy_(torch.from_numpy(w.astype(np.float64) / 2.0**S))
+            conv.bias.copy_(torch.from_numpy(b.astype(np.float64) / 2.0 ** (S + FRACTION)))
+
+    def validate(self) -> None:
+        """Check the shapes, the mask and the bounds that make every sum exact (a model file is input too)."""
+        if len(self.weights) != 4 or len(self.biases) != 4 or len(self.scale_bits) != 4:
+            raise FormatError("integer context must have four layers")
+        M = self.weights[0].shape[0]
+        kernels = [(5, 5), (1, 1), (1, 1), (1, 1)]
+        inputs = [M, 3 * M, self.weights[1].shape[0], self.weights[2].shape[0]]
+        limits = [Y_LIMIT, ACT_LIMIT, ACT_LIMIT, ACT_LIMIT]
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if w.ndim != 4 or w.shape[1] != inputs[i] or w.shape[2:] != kernels[i] or b.shape != (w.shape[0],):
+                raise FormatError("integer context has bad shapes")
+            if not 0 <= self.scale_bits[i] <= 40 or int(np.abs(w).max(initial=0)) >= WEIGHT_LIMIT:
+                raise FormatError("integer context weights out of range")
+            fan_in = w.shape[1] * (len(CONTEXT_TAPS) if i == 0 else 1)
+            if fan_in * limits[i] * WEIGHT_LIMIT + int(np.abs(b).max(initial=0)) >= EXACT_LIMIT:
+                raise FormatError("integer context sums could exceed 2^53")
+        if self.weights[0].shape[:2] != (M, M) or self.weights[3].shape[0] != 2 * M:
+            raise FormatError("integer context has bad shapes")
+        taps = np.zeros((5, 5), bool)
+        for dy, dx in CONTEXT_TAPS:
+            taps[dy + 2, dx + 2] = True
+        if np.any(self.weights[0][:, :, ~taps]):
+            raise FormatError("integer context looks at symbols the decoder does not have yet")
+
+    def __call__(
+        self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray, band: int = 32, device: str = "cpu"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Means and table indices of the non-anchors, from the anchors' residuals and the hyperprior's estimates.
+
+        ``residual`` (M, h, w) integers, read at the anchors only; ``mean`` (float32) and
+        ``index`` (uint8): the hyperprior's, everywhere.  Returns the non-anchors' new mean
+        (float32) and index (uint8), flat, in (channel, row, column) order.  Runs in bands
+        of ``band`` rows (with a halo of two), so memory stays bounded on any image; the
+        result depends on neither ``band`` nor ``device``.
+        """
+        M, h, w = residual.shape
+        non_anchor = ~anchor_mask(h, w).numpy()
+        starts = np.concatenate([[0], np.cumsum(non_anchor.sum(axis=1))])  # where each row's non-anchors start
+        new_mean = np.empty((M, int(starts[-1])), np.float32)
+        new_index = np.empty((M, int(starts[-1])), np.uint8)
+        for top in range(0, h, band):
+            lo, hi = max(0, top - CONTEXT_HALO), min(h, top + band + CONTEXT_HALO)
+            rows, cols = np.nonzero(non_anchor[top : min(h, top + band)])  # row-major, as the output
+            if rows.size == 0:
+                continue
+            rows = rows + top
+            out = slice(int(starts[top]), int(starts[min(h, top + band)]))
+            anchors = _anchors_q8(residual[:, lo:hi], mean[:, lo:hi], ~non_anchor[lo:hi])
+            base_mean = mean[:, rows, cols]
+            base_q8 = np.stack([mean_q8(base_mean), index_log_scale_q8(index[:, rows, cols])])
+            delta_mean, delta_q8 = self._forward_torch(
+                torch.from_numpy(anchors).to(device), torch.from_numpy(base_q8).to(device), rows - lo, cols
+            )
+            new_mean[:, out] = (base_mean.astype(np.float64) + delta_mean.cpu().numpy()).astype(np.float32)
+            new_index[:, out] = scale_index_from_q8(base_q8[1] + delta_q8.cpu().numpy().astype(np.int64))
+        return new_mean, new_index
+
+    def _forward_torch(self, anchors: torch.Tensor, base_q8: torch.Tensor, rows: np.ndarray, cols: np.ndarray):
+        """Float64 path over the listed positions: exact, every value and partial sum is an integer below 2^53."""
+        x = anchors.double()
+        M = self.channels
+        padded = F.pad(x, (2, 2, 2, 2))
+        w0 = torch.from_numpy(self.weights[0]).to(x.device).double()
+        acc = torch.from_numpy(self.biases[0]).to(x.device).double()[:, None].expand(-1, rows.size).clone()
+        r = torch.from_numpy(rows + 2).to(x.device)
+        c = torch.from_numpy(cols + 2).to(x.device)
+        for dy, dx in CONTEXT_TAPS:
+            acc += w0[:, :, dy + 2, dx + 2] @ padded[:, r + dy, c + dx]
+        k = self.scale_bits[0]
+        context = torch.floor((acc + 2.0 ** (k - 1) if k else acc) / 2.0**k).clamp(-(ACT_LIMIT - 1), ACT_LIMIT - 1)
+        x = torch.cat([base_q8.double().reshape(2 * M, -1).clamp(-(ACT_LIMIT - 1), ACT_LIMIT - 1), context])
+        last = len(self.weights) - 1
+        for i in range(1, last + 1):
+            w = torch.from_numpy(self.weights[i][:, :, 0, 0]).to(x.device).double()
+            acc = w @ x + torch.from_numpy(self.biases[i]).to(x.device).double()[:, None]
+            k = self.scale_bits[i]
+            if i < last:
+                x = torch.floor((acc + 2.0 ** (k - 1) if k else acc) / 2.0**k).clamp(0, ACT_LIMIT - 1)
+        delta_mean = acc[:M] / 2.0 ** (k + FRACTION)
+        delta_q8 = torch.floor((acc[M:] + (2.0 ** (k - 1) if k else 0.0)) / 2.0**k)
+        return delta_mean, delta_q8
+
+    def reference(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The same network in numpy int64, whole image at once, written independently: for tests."""
+        M, h, w = residual.shape
+        anchor = (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
+        y = np.where(anchor, np.asarray(residual, np.int64) * 256 + mean_q8(mean), 0).clip(-Y_LIMIT, Y_LIMIT)
+        padded = np.zeros((M, h + 4, w + 4), np.int64)
+        padded[:, 2:-2, 2:-2] = y
+        acc = np.repeat(self.biases[0].astype(np.int64)[:, None], h * w, axis=1).reshape(M, h, w)
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                tap = self.weights[0][:, :, dy + 2, dx + 2].astype(np.int64)
+                if tap.any():
+                    acc = acc + np.einsum("oc,chw->ohw", tap, padded[:, 2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w])
+        x = np.concatenate([mean_q8(mean), index_log_scale_q8(index), _shift(acc, self.scale_bits[0])])
+        x = x.clip(-(ACT_LIMIT - 1), ACT_LIMIT - 1)
+        for i in (1, 2, 3):
+            acc = np.einsum("oc,chw->ohw", self.weights[i][:, :, 0, 0].astype(np.int64), x) + self.biases[i][:, None, None]
+            if i < 3:
+                x = _shift(acc, self.scale_bits[i]).clip(0, ACT_LIMIT - 1)
+        k = self.scale_bits[3]
+        new_mean = (np.asarray(mean, np.float32).astype(np.float64) + acc[:M] / 2.0 ** (k + FRACTION)).astype(np.float32)
+        new_index = scale_index_from_q8(index_log_scale_q8(index) + _shift(acc[M:], k))
+        return new_mean[:, ~anchor], new_index[:, ~anchor]
+
+
+def _anchors_q8(residual: np.ndarray, mean: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """The anchors' ŷ = round(y − μ) + μ in fixed point (8 fractional bits); zero at the non-anchors."""
+    y = np.asarray(residual, np.int64) * 256 + mean_q8(mean)
+    return np.where(anchor, y, 0).clip(-Y_LIMIT, Y_LIMIT)
+
+
+def _shift(acc: np.ndarray, k: int) -> np.ndarray:
+    """Rounding right shift (half up) of int64 values."""
+    return (acc + (1 << (k - 1) if k else 0)) >> k

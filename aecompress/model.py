@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .entropy import FactorizedDensity, gaussian_likelihood
+from .entropy import LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES, FactorizedDensity, gaussian_likelihood
 
 DOWNSAMPLING = 16  # four stride-2 layers
+
+
+ENTROPY_MODELS = ("factorized", "hyperprior", "checkerboard")
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Preset:
     M: int  # channels of the latent
     lambdas: tuple[float, ...]  # rate-distortion trade-off of each quality level
     name: str = "custom"
-    entropy: str = "factorized"  # or "hyperprior" (mean-scale, Minnen et al. 2018)
+    entropy: str = "factorized"  # "hyperprior" (mean-scale, Minnen et al. 2018), or "checkerboard" (that plus a context)
     Nz: int = 0  # channels of the hyper-latent z (hyperprior only)
 
     def to_dict(self) -> dict:
@@ -42,7 +45,7 @@ class Preset:
     @staticmethod
     def from_dict(d: dict) -> Preset:
         entropy = str(d.get("entropy", "factorized"))
-        if entropy not in ("factorized", "hyperprior"):
+        if entropy not in ENTROPY_MODELS:
             raise ValueError(f"unknown entropy model {entropy!r}")
         return Preset(
             N=int(d["N"]),
@@ -86,6 +89,12 @@ PRESETS: dict[str, Preset] = {
     # shipped model into it (the capacity experiment; about 1.6x the cost of a step).
     "medium-hp": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-hp", entropy="hyperprior", Nz=64),
     "base-hp": Preset(N=128, M=192, lambdas=WIDE_LAMBDAS, name="base-hp", entropy="hyperprior", Nz=128),
+    # The hyperprior presets plus a checkerboard context (He et al. 2021): half the symbols
+    # are coded first, and predict the other half.  `--init default --preset small-cb` starts
+    # from the shipped model exactly (the context's last layer starts at zero).
+    "tiny-cb": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-cb", entropy="checkerboard", Nz=16),
+    "small-cb": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-cb", entropy="checkerboard", Nz=64),
+    "medium-cb": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-cb", entropy="checkerboard", Nz=64),
 }
 
 
@@ -179,6 +188,75 @@ def hyper_widths(M: int) -> tuple[int, int]:
     return (M * 3 // 5, M * 9 // 10)
 
 
+# Where a non-anchor's context comes from: the anchors of a 5×5 window (dy + dx odd, 12 taps).
+CONTEXT_TAPS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if (dy + dx) % 2)
+
+
+def anchor_mask(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
+    """True at the anchors, the half of y's positions coded first: (row + column) even."""
+    rows = torch.arange(height, device=device)[:, None]
+    cols = torch.arange(width, device=device)[None, :]
+    return (rows + cols) % 2 == 0
+
+
+def context_width(M: int) -> int:
+    """Hidden width of the context's parameter layers."""
+    return 2 * M
+
+
+class CheckerboardContext(nn.Module):
+    """Decoded anchors and the hyperprior's estimates → corrections to the other half's mean and log-scale.
+
+    He et al. (2021): the anchors (a checkerboard, half of y's positions) are coded with
+    the hyperprior's mean and scale.  The decoder then knows them, and a masked 5×5
+    convolution over them, followed by three 1×1 layers that also see the hyperprior's
+    estimates, refines the mean and scale of the other half: two passes, not one per
+    symbol, so decoding stays parallel.  These layers pick tables, so at coding time
+    they run in exact integer arithmetic (``aecompress.integer``).  The last layer starts
+    at zero: a hyperprior model given a context codes exactly as before, then learns.
+    """
+
+    def __init__(self, M: int) -> None:
+        super().__init__()
+        self.context = nn.Conv2d(M, M, 5, padding=2)
+        mask = torch.zeros(1, 1, 5, 5)
+        for dy, dx in CONTEXT_TAPS:
+            mask[0, 0, dy + 2, dx + 2] = 1
+        self.register_buffer("mask", mask, persistent=False)
+        width = context_width(M)
+        self.params = nn.ModuleList([nn.Conv2d(3 * M, width, 1), nn.Conv2d(width, width, 1), nn.Conv2d(width, 2 * M, 1)])
+        nn.init.zeros_(self.params[-1].weight)
+        nn.init.zeros_(self.params[-1].bias)
+
+    def forward(self, anchors: Tensor, mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
+        """``anchors``: ŷ with every non-anchor zeroed.  Returns Δmean and Δlog-scale (used at non-anchors)."""
+        context = F.conv2d(anchors, self.context.weight * self.mask, self.context.bias, padding=2)
+        x = torch.cat([mean, log_scale, context], dim=1)
+        for i, conv in enumerate(self.params):
+            x = conv(x)
+            if i < len(self.params) - 1:
+                x = F.relu(x)
+        delta_mean, delta_log_scale = x.chunk(2, dim=1)
+        return delta_mean, delta_log_scale
+
+
+def _round_ste(x: Tensor) -> Tensor:
+    """Rounded values with the identity's gradient (straight-through)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def table_log_scale(log_scale: Tensor) -> Tensor:
+    """ln σ of the table entry coding picks for ``log_scale`` (straight-through gradient).
+
+    The context sees the hyperprior's scale as coding has it, through the table index
+    (``entropy.scale_index_from_q8``), and builds its non-anchor scales on top of it.
+    """
+    q8 = log_scale * 256
+    steps = ((q8 - LOG_SCALE_MIN_Q8) / LOG_SCALE_STEP_Q8).clamp(0, SCALES - 1)
+    table = (LOG_SCALE_MIN_Q8 + torch.floor(steps + 0.5) * LOG_SCALE_STEP_Q8) / 256
+    return log_scale + (table - log_scale).detach()
+
+
 class AutoEncoder(nn.Module):
     """Transforms, per-quality gains and the entropy model (factorized or hyperprior).
 
@@ -210,12 +288,19 @@ class AutoEncoder(nn.Module):
             self.h_a = HyperAnalysis(M, N, preset.Nz)
             self.h_s = HyperSynthesis(preset.Nz, M)
             self.density = FactorizedDensity(Q * preset.Nz)
+            if self.checkerboard:
+                self.context = CheckerboardContext(M)
         else:
             self.density = FactorizedDensity(Q * M)
 
     @property
     def hyperprior(self) -> bool:
-        return self.preset.entropy == "hyperprior"
+        """True for every model with a hyper-latent z (the checkerboard ones too)."""
+        return self.preset.entropy in ("hyperprior", "checkerboard")
+
+    @property
+    def checkerboard(self) -> bool:
+        return self.preset.entropy == "checkerboard"
 
     @property
     def qualities(self) -> int:
@@ -267,6 +352,7 @@ class AutoEncoder(nn.Module):
         need the precision, and at coding time it runs in exact integers.
         """
         y = self.analysis(x, quality).float()
+        low_precision = torch.is_autocast_enabled(y.device.type)
         with torch.autocast(device_type=y.device.type, enabled=False):
             if not self.hyperprior:
                 noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
@@ -279,12 +365,30 @@ class AutoEncoder(nn.Module):
                 z_bits = -torch.log2(self.density.likelihood(z_noisy, self.channel_index(quality))).sum(dim=(1, 2, 3))
                 z_hat = z + (torch.round(z) - z).detach()
                 mean, log_scale = self.hyper_parameters(z_hat, y.shape[2], y.shape[3])
+                if self.checkerboard:
+                    mean, log_scale = self.with_context(y, mean, log_scale, low_precision)
                 residual = y - mean
                 noisy = residual + torch.empty_like(residual).uniform_(-0.5, 0.5)
                 y_bits = -torch.log2(gaussian_likelihood(noisy, log_scale)).sum(dim=(1, 2, 3))
                 bits = y_bits + z_bits
                 y_hat = mean + residual + (torch.round(residual) - residual).detach()
         return self.synthesis(y_hat, quality).float(), bits
+
+    def with_context(self, y: Tensor, mean: Tensor, log_scale: Tensor, low_precision: bool = False) -> tuple[Tensor, Tensor]:
+        """Mean and log-scale of every symbol: the hyperprior's at the anchors, refined by the context elsewhere.
+
+        The anchors' ŷ is formed as the decoder forms it, round(y − μ) + μ.  With
+        ``low_precision`` (training under bf16 autocast) the context's layers run in bf16
+        too; their outputs, and everything after them, are float32.
+        """
+        anchor = anchor_mask(y.shape[2], y.shape[3], y.device)
+        anchors = (mean + _round_ste(y - mean)) * anchor
+        table = table_log_scale(log_scale)
+        with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=low_precision):
+            delta_mean, delta_log_scale = self.context(anchors, mean, table)
+        mean = torch.where(anchor, mean, mean + delta_mean.float())
+        log_scale = torch.where(anchor, log_scale, table + delta_log_scale.float())
+        return mean, log_scale
 
     def free_gdn_cross_terms(self) -> int:
         """Unstick the cross-channel terms of every GDN layer (see ``GDN.free_cross_terms``); count the layers."""
@@ -309,7 +413,7 @@ class AutoEncoder(nn.Module):
     def can_grow_from(self, other: AutoEncoder) -> bool:
         """True if this model is ``other`` with more hidden channels (N), everything else alike."""
         a, b = self.preset, other.preset
-        return a.N > b.N and (a.M, a.Nz, a.entropy) == (b.M, b.Nz, b.entropy)
+        return a.N > b.N and (a.M, a.Nz, self.hyperprior) == (b.M, b.Nz, other.hyperprior)
 
     def grown_from(self, other: AutoEncoder) -> dict[str, Tensor]:
         """The transforms of a narrower model, in the first channels of this one's (function-preserving).

@@ -18,13 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .entropy import FormatError, Tables, build_gaussian_tables, build_tables
-from .integer import IntegerHyperSynthesis
+from .integer import IntegerContext, IntegerHyperSynthesis
 from .model import AutoEncoder, Preset
 from .outputs import atomic_write
 
 FORMAT = "aecompress-model"
-FORMAT_VERSION = 2  # written for hyperprior models; factorized models are still written as 1
-READABLE_VERSIONS = ("1", "2")
+FORMAT_VERSION = 3  # written for checkerboard models; hyperprior models are still written as 2, factorized as 1
+READABLE_VERSIONS = ("1", "2", "3")
 
 
 class ModelFileError(ValueError):
@@ -42,6 +42,7 @@ class LoadedModel:
     path: str = ""
     gaussian: Tables | None = None  # hyperprior: one table per scale
     hyper: IntegerHyperSynthesis | None = None  # hyperprior: the integer h_s
+    context: IntegerContext | None = None  # checkerboard: the integer context
 
     @property
     def qualities(self) -> int:
@@ -78,10 +79,13 @@ def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None 
         tensors = {k: v for k, v in tensors.items() if not k.startswith("h_s.")}
         tensors.update(build_gaussian_tables().tensors("gaussian"))
         tensors.update(IntegerHyperSynthesis.from_float(net.h_s).tensors())
+    if net.checkerboard:  # so is the context
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("context.")}
+        tensors.update(IntegerContext.from_float(net.context).tensors())
     mid = model_id_of(tensors)
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION if net.hyperprior else 1),
+        "format_version": str(format_version(net)),
         "preset": json.dumps(net.preset.to_dict()),
         "model_id": mid,
         "training": json.dumps(training or {}),
@@ -113,9 +117,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     try:
         preset = Preset.from_dict(json.loads(metadata["preset"]))
         net = AutoEncoder(preset)
-        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", "gaussian.", "hyper_int."))}
+        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", "gaussian.", "hyper_int.", "context_int."))}
         tables = Tables.from_tensors(tensors)
-        gaussian = hyper = None
+        gaussian = hyper = context = None
         if net.hyperprior:
             gaussian = Tables.from_tensors(tensors, "gaussian")
             hyper = IntegerHyperSynthesis.from_tensors(tensors)
@@ -124,6 +128,15 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 raise FormatError("integer hyper-synthesis does not match the architecture")
             hyper.to_float(net.h_s)
             weights.update({f"h_s.{k}": v for k, v in net.h_s.state_dict().items()})
+        if net.checkerboard:
+            context = IntegerContext.from_tensors(tensors)
+            convs = [net.context.context, *net.context.params]
+            if [w.shape for w in context.weights] != [tuple(c.weight.shape) for c in convs]:
+                raise FormatError("integer context does not match the architecture")
+            context.to_float(net.context)
+            weights.update({f"context.{k}": v for k, v in net.context.state_dict().items()})
+        if metadata["format_version"] != str(format_version(net)):
+            raise FormatError(f"a {preset.entropy} model in a format-version-{metadata['format_version']} file")
         net.load_state_dict({k: _without_subnormals(v) for k, v in weights.items()}, strict=True)
     except (KeyError, RuntimeError, ValueError, FormatError) as exc:
         raise ModelFileError(f"{path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
@@ -133,7 +146,12 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if tables.freqs.shape[0] != net.coded_channels * len(preset.lambdas):
         raise ModelFileError(f"{path}: entropy tables do not match the architecture")
     meta = {k: _maybe_json(v) for k, v in metadata.items()}
-    return LoadedModel(net.eval(), tables, mid, meta, str(path), gaussian, hyper)
+    return LoadedModel(net.eval(), tables, mid, meta, str(path), gaussian, hyper, context)
+
+
+def format_version(net: AutoEncoder) -> int:
+    """The model file version a model is written in: the oldest that can hold it (older releases read it)."""
+    return 3 if net.checkerboard else 2 if net.hyperprior else 1
 
 
 def _maybe_json(value: str):

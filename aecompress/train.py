@@ -203,7 +203,10 @@ def train(cfg: TrainConfig, log=print) -> Path:
             prior_stages = stages_of(init_model.metadata.get("training"))
             preset = init_model.net.preset
             if cfg.preset is not None:  # another architecture: copy what fits (e.g. the transforms)
-                preset = PRESETS[cfg.preset]
+                if len(PRESETS[cfg.preset].lambdas) == len(preset.lambdas):  # its gains were trained for its λ
+                    preset = PRESETS[cfg.preset].with_lambdas(preset.lambdas)
+                else:
+                    preset = PRESETS[cfg.preset]
         else:
             preset = PRESETS[cfg.preset or DEFAULT_PRESET]
         cfg.preset = preset.name
@@ -231,10 +234,13 @@ def train(cfg: TrainConfig, log=print) -> Path:
     net = AutoEncoder(preset)
     if cfg.init and not cfg.resume:
         copied = net.load_transforms(init_model.net)
+        adds_context = net.checkerboard and not init_model.net.checkerboard and init_model.net.hyperprior
         if ddp.main and net.can_grow_from(init_model.net):
             log(f"grew {cfg.init} from N={init_model.net.preset.N} to N={preset.N} channels: the new ones start silent")
-        elif ddp.main and len(copied) < len(net.state_dict()):
+        elif ddp.main and len(copied) < len(net.state_dict()) and not adds_context:
             log(f"initialized {len(copied)} of {len(net.state_dict())} tensors from {cfg.init} (the rest start fresh)")
+        if ddp.main and adds_context:
+            log(f"added a checkerboard context to {cfg.init}: it starts silent (the model codes as before), then learns")
         freed = net.free_gdn_cross_terms()
         if ddp.main and freed:
             log(

@@ -90,6 +90,21 @@ def assert_one_line_failure(proc: subprocess.CompletedProcess, code: int = 1) ->
     return lines[0]
 
 
+def across_thread_counts(fn, counts=(1, 2, 3)) -> list:
+    """``fn()`` under each torch thread count in turn (the count is restored after): for determinism tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in counts:
+            torch.set_num_threads(threads)
+            results.append(fn())
+    finally:
+        torch.set_num_threads(before)
+    return results
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -1,6 +1,7 @@
-"""Make the golden hyperprior file of tests/test_hyperprior.py (run once; the result is committed).
+"""Make the golden files of tests/test_hyperprior.py and tests/test_context.py (run once; the result is committed).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py                 # golden-*: the hyperprior (format 2)
+    python tests/golden/make_golden.py --checkerboard  # golden-cb-*: the checkerboard context (format 3)
 
 Trains a tiny hyperprior model through the CLI (a few seconds), encodes a crop of a
 sample photo at every quality, and records what decoding must give on any machine:
@@ -36,8 +37,9 @@ def symbols_digest(symbols: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def main() -> None:
-    model_path = HERE / "golden-model.safetensors"
+def main(checkerboard: bool = False) -> None:
+    prefix = "golden-cb" if checkerboard else "golden"
+    model_path = HERE / f"{prefix}-model.safetensors"
     subprocess.run(
         [
             sys.executable,
@@ -49,7 +51,7 @@ def main() -> None:
             str(model_path),
             "-f",
             "--preset",
-            "tiny-hp",
+            "tiny-cb" if checkerboard else "tiny-hp",
             "--steps",
             "150",
             "--batch-size",
@@ -72,14 +74,14 @@ def main() -> None:
     record = {"model": model_path.name, "files": []}
     for quality in range(1, codec.model.qualities + 1):
         data = codec.encode(picture, quality, reconstruct=False).data
-        name = f"golden-q{quality}"
+        name = f"{prefix}-q{quality}"
         (HERE / f"{name}.aec").write_bytes(data)
         decoded = codec.decode(data).picture.rgb()
         Image.fromarray(decoded).save(HERE / f"{name}.png")
         record["files"].append({"aec": f"{name}.aec", "png": f"{name}.png", "symbols_sha256": symbols_digest(codec.decode_symbols(data))})
-    (HERE / "golden.json").write_text(json.dumps(record, indent=2) + "\n")
+    (HERE / f"{prefix}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    main(checkerboard="--checkerboard" in sys.argv[1:])
