@@ -37,6 +37,7 @@ from .entropy import (
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .model import DOWNSAMPLING, anchor_mask
 from .modelfile import LoadedModel, ModelFileError
+from .modelfile import format_version as model_format_version
 from .modelfile import load_model as _load_model_file
 from .quality import STEPS, format_quality, fraction_of, parse_quality
 
@@ -379,8 +380,8 @@ class Codec:
 
     @property
     def format_version(self) -> int:
-        """The container version of this model's files: 1 factorized, 2 hyperprior, 3 checkerboard."""
-        return 3 if self.net.checkerboard else 2 if self.net.hyperprior else 1
+        """The container version of this model's files: the model file's own (1 factorized, 2 hyperprior, 3 checkerboard)."""
+        return model_format_version(self.net)
 
     def _residuals(self, y: torch.Tensor, z_symbols: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """y (M, h, w), overwritten → what is coded: residuals round(y − μ) (float), and each symbol's μ and table.

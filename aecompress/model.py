@@ -358,12 +358,12 @@ class AutoEncoder(nn.Module):
                 noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
                 likelihood = self.density.likelihood(noisy, self.channel_index(quality))
                 bits = -torch.log2(likelihood).sum(dim=(1, 2, 3))
-                y_hat = y + (torch.round(y) - y).detach()
+                y_hat = _round_ste(y)
             else:
                 z = self.h_a(y)
                 z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
                 z_bits = -torch.log2(self.density.likelihood(z_noisy, self.channel_index(quality))).sum(dim=(1, 2, 3))
-                z_hat = z + (torch.round(z) - z).detach()
+                z_hat = _round_ste(z)
                 mean, log_scale = self.hyper_parameters(z_hat, y.shape[2], y.shape[3])
                 if self.checkerboard:
                     mean, log_scale = self.with_context(y, mean, log_scale, low_precision)
@@ -371,7 +371,7 @@ class AutoEncoder(nn.Module):
                 noisy = residual + torch.empty_like(residual).uniform_(-0.5, 0.5)
                 y_bits = -torch.log2(gaussian_likelihood(noisy, log_scale)).sum(dim=(1, 2, 3))
                 bits = y_bits + z_bits
-                y_hat = mean + residual + (torch.round(residual) - residual).detach()
+                y_hat = mean + _round_ste(residual)
         return self.synthesis(y_hat, quality).float(), bits
 
     def with_context(self, y: Tensor, mean: Tensor, log_scale: Tensor, low_precision: bool = False) -> tuple[Tensor, Tensor]:
