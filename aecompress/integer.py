@@ -49,6 +49,7 @@ class IntegerLayers:
     scale_bits: list[int]  # S of each layer: weight = w_int / 2^S
 
     PREFIX: ClassVar[str] = ""  # tensor names in the model file: PREFIX.weightI, PREFIX.biasI, PREFIX.scale_bits
+    STORED_AS: ClassVar[torch.dtype] = torch.int32  # weights' dtype in the model files this writes
 
     def validate(self) -> None:
         raise NotImplementedError
@@ -56,7 +57,7 @@ class IntegerLayers:
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {f"{self.PREFIX}.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w))
+            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w)).to(self.STORED_AS)
             out[f"{self.PREFIX}.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
         return out
 
@@ -64,7 +65,10 @@ class IntegerLayers:
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> IntegerLayers:
         """Read and validate (a missing tensor is a KeyError: an inconsistent model file)."""
         bits = [int(v) for v in tensors[f"{cls.PREFIX}.scale_bits"].tolist()]
-        weights = [tensors[f"{cls.PREFIX}.weight{i}"].numpy().astype(np.int32) for i in range(len(bits))]
+        stored = [tensors[f"{cls.PREFIX}.weight{i}"] for i in range(len(bits))]
+        if any(w.dtype not in (torch.int16, torch.int32) for w in stored):  # never truncate a float silently
+            raise FormatError(f"{cls.PREFIX} weights are not integers")
+        weights = [w.numpy().astype(np.int32) for w in stored]
         biases = [tensors[f"{cls.PREFIX}.bias{i}"].numpy().astype(np.int64) for i in range(len(bits))]
         net = cls(weights, biases, bits)
         net.validate()
@@ -240,6 +244,7 @@ class IntegerContext(IntegerLayers):
     """
 
     PREFIX: ClassVar[str] = "context_int"  # weights: (M, M, 5, 5), then (Cout, Cin, 1, 1) ×3
+    STORED_AS: ClassVar[torch.dtype] = torch.int16  # |w| < 2^14 fits; halves the context's share of a model file
 
     @property
     def channels(self) -> int:

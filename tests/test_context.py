@@ -272,6 +272,24 @@ def test_tampered_context_weights_are_refused(tmp_path, cb_model):
     assert_one_line_failure(run("info", bad))
 
 
+def test_context_weights_are_stored_as_int16_and_float_ones_are_refused(tmp_path, cb_model):
+    """int16 halves the context's share of a model file; the golden model (int32) still loads below."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(cb_model))
+    assert {tensors[f"context_int.weight{i}"].dtype for i in range(4)} == {torch.int16}
+    assert tensors["hyper_int.weight0"].dtype == torch.int32  # hyperprior (v2) files stay as they were
+    assert load_model(cb_model).context is not None
+    golden = load_file(str(GOLDEN / "golden-cb-model.safetensors"))  # written as int32 before int16: still reads
+    assert golden["context_int.weight0"].dtype == torch.int32 and load_model(GOLDEN / "golden-cb-model.safetensors").context
+    tensors["context_int.weight1"] = tensors["context_int.weight1"].float() + 0.5  # would truncate silently
+    with open(cb_model, "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    bad = tmp_path / "float.safetensors"
+    save_file(tensors, str(bad), metadata=header["__metadata__"])
+    assert_one_line_failure(run("info", bad))
+
+
 # ---------------------------------------------------------------- golden files (cross-CPU)
 
 
