@@ -18,7 +18,7 @@ from aecompress.bitstream import HEADER_SIZE, Header, pack, unpack
 from aecompress.entropy import SCALES, FormatError
 from aecompress.images import from_pil
 from aecompress.integer import ACT_LIMIT, IntegerContext
-from aecompress.model import CONTEXT_TAPS, PRESETS, AutoEncoder, CheckerboardContext, anchor_mask
+from aecompress.model import CONTEXT_TAPS, PRESETS, AutoEncoder, CheckerboardContext, anchor_mask, table_log_scale
 from aecompress.modelfile import save_model
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -125,6 +125,29 @@ def test_integer_context_is_close_to_the_float_one():
     from aecompress.entropy import scale_index_from_q8
 
     assert np.mean(scale_index_from_q8(float_q8) == got_index) > 0.99
+
+
+def test_training_cannot_push_the_hyperpriors_scales_below_the_table():
+    """Stage 7's first cb run: the non-anchors' rate pushed h_s's log-scales to −450 through the table.
+
+    With every log-scale below the table's smallest σ and y near zero, a smaller σ would
+    still lower the bits; no gradient may push further down (the anchors would then be
+    coded at the floor even where they need more).
+    """
+    torch.manual_seed(0)
+    net = AutoEncoder(PRESETS["tiny-cb"])
+    M = net.preset.M
+    with torch.no_grad():
+        net.h_s.convs[-1].bias[M:] = -10.0  # ln σ far below the table's floor (ln 0.11 ≈ −2.2)
+        net.log_gain.fill_(-3.0)  # small latents: most residuals round to 0
+    x = torch.rand(2, 3, 64, 64)
+    _, bits = net(x, torch.tensor([0, 0]))
+    bits.sum().backward()
+    grad = net.h_s.convs[-1].bias.grad[M:]
+    assert float(grad.max()) <= 0.0  # gradient descent may only raise them
+    ls = torch.tensor([-10.0, -1.0, 10.0], requires_grad=True)
+    table_log_scale(ls).sum().backward()
+    assert ls.grad.tolist() == [0.0, 1.0, 1.0]
 
 
 def test_a_context_that_peeks_is_refused():
