@@ -139,9 +139,12 @@ def test_init_frees_the_stuck_gdn_terms_of_an_older_model(data_dir, tmp_path):
 
 
 def test_init_grows_the_default_model_into_a_wider_preset(data_dir, tmp_path):
-    """`--init default --preset medium-hp`: N 64 → 96 channels, and (before training) the same codec."""
+    """`--init default --preset medium-hp` (or `medium-cb`): N 64 → 96 channels, and (before training) the same codec."""
+    from aecompress import load_model
+
+    wider = "medium-cb" if load_model().net.checkerboard else "medium-hp"  # the default's own entropy model
     wide = tmp_path / "wide.safetensors"
-    proc = run("train", data_dir, "-o", wide, "--init", "default", "--preset", "medium-hp", "--steps", "1", "--lr", "1e-12")
+    proc = run("train", data_dir, "-o", wide, "--init", "default", "--preset", wider, "--steps", "1", "--lr", "1e-12")
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert "grew default from N=64 to N=96" in proc.stderr.decode()
     assert (info(wide)["N"], info(wide)["M"]) == (96, 160)
