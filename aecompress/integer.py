@@ -40,6 +40,15 @@ EXACT_LIMIT = 1 << 53  # float64 holds every integer below this exactly
 HALO = 3  # ẑ rows of context on each side of a band (receptive field: < 2 rows)
 
 
+def _to_integers(weight: torch.Tensor, bias: torch.Tensor, input_fraction: int, min_bits: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """One layer rounded to integers: ``round(w · 2^S)`` (|w| < 2^14), ``round(b · 2^(S + input_fraction))``, and S."""
+    w = weight.detach().double().cpu().numpy()
+    b = bias.detach().double().cpu().numpy()
+    largest = max(float(np.abs(w).max()), 1e-12)
+    S = max(min(int(np.floor(np.log2((WEIGHT_LIMIT - 1) / largest))), 30), min_bits)
+    return np.round(w * 2.0**S).astype(np.int32), np.round(b * 2.0 ** (S + input_fraction)).astype(np.int64), S
+
+
 @dataclass
 class IntegerLayers:
     """Integer weights, biases and scale bits of a network's layers, as model files store them."""
@@ -94,17 +103,10 @@ class IntegerHyperSynthesis(IntegerLayers):
     @torch.no_grad()
     def from_float(h_s) -> IntegerHyperSynthesis:
         """Round a trained ``model.HyperSynthesis`` to integers."""
-        weights, biases, bits = [], [], []
-        for i, conv in enumerate(h_s.convs):
-            w = conv.weight.detach().double().cpu().numpy()
-            b = conv.bias.detach().double().cpu().numpy()
-            largest = max(float(np.abs(w).max()), 1e-12)
-            S = int(np.floor(np.log2((WEIGHT_LIMIT - 1) / largest)))
-            S = max(min(S, 30), FRACTION if i == 0 else 0)  # shifts never negative
-            weights.append(np.round(w * 2.0**S).astype(np.int32))
-            biases.append(np.round(b * 2.0 ** (S + (0 if i == 0 else FRACTION))).astype(np.int64))
-            bits.append(S)
-        net = IntegerHyperSynthesis(weights, biases, bits)
+        layers = [  # the first layer's input ẑ is an integer (no fractional bits); its shift must not be negative
+            _to_integers(conv.weight, conv.bias, 0 if i == 0 else FRACTION, FRACTION if i == 0 else 0) for i, conv in enumerate(h_s.convs)
+        ]
+        net = IntegerHyperSynthesis(*map(list, zip(*layers, strict=True)))
         net.validate()
         return net
 
@@ -255,16 +257,7 @@ class IntegerContext(IntegerLayers):
     def from_float(context) -> IntegerContext:
         """Round a trained ``model.CheckerboardContext`` to integers."""
         layers = [(context.context.weight * context.mask, context.context.bias)] + [(c.weight, c.bias) for c in context.params]
-        weights, biases, bits = [], [], []
-        for w, b in layers:
-            w = w.detach().double().cpu().numpy()
-            b = b.detach().double().cpu().numpy()
-            largest = max(float(np.abs(w).max()), 1e-12)
-            S = max(min(int(np.floor(np.log2((WEIGHT_LIMIT - 1) / largest))), 30), 0)
-            weights.append(np.round(w * 2.0**S).astype(np.int32))
-            biases.append(np.round(b * 2.0 ** (S + FRACTION)).astype(np.int64))
-            bits.append(S)
-        net = IntegerContext(weights, biases, bits)
+        net = IntegerContext(*map(list, zip(*(_to_integers(w, b, FRACTION) for w, b in layers), strict=True)))
         net.validate()
         return net
 
