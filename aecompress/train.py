@@ -125,6 +125,14 @@ class _Distributed:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item())
 
+    def same_time(self, seconds: float) -> float:
+        """The largest of the ranks' clocks: the lr schedule and a time budget must agree on every rank."""
+        if self.world == 1:
+            return seconds
+        t = torch.tensor([seconds], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
     def digests(self, module: torch.nn.Module) -> list[str]:
         """Hash of the weights on every rank (to check that they are identical)."""
         h = hashlib.sha256()
@@ -255,7 +263,9 @@ def train(cfg: TrainConfig, log=print) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + step)
-    model = torch.nn.parallel.DistributedDataParallel(net) if ddp.world > 1 else net
+    # No buffer broadcast: our only buffer is the context's constant mask, built identically on
+    # every rank; broadcasting a model's single buffer fails in torch (it aliases its own flat copy).
+    model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False) if ddp.world > 1 else net
 
     precision = cfg.precision if cfg.precision != "auto" else auto_precision(device)
     if precision not in ("bf16", "fp32"):
@@ -300,8 +310,11 @@ def train(cfg: TrainConfig, log=print) -> Path:
     forced = False
     with stop:
         try:
-            while ddp.all_agree(not stop.requested and not _done(cfg, step, elapsed())):
-                lr = learning_rate(cfg, step, elapsed())
+            while True:
+                now = ddp.same_time(elapsed())  # each rank's own clock would give each its own lr
+                if not ddp.all_agree(not stop.requested and not _done(cfg, step, now)):
+                    break
+                lr = learning_rate(cfg, step, now)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 x = sampler.sample(cfg.batch_size).to(device).contiguous(memory_format=torch.channels_last)
