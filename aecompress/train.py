@@ -125,13 +125,17 @@ class _Distributed:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item())
 
-    def same_time(self, seconds: float) -> float:
-        """The largest of the ranks' clocks: the lr schedule and a time budget must agree on every rank."""
+    def agreed_clock(self, seconds: float, stop: bool) -> tuple[float, bool]:
+        """The latest of the ranks' clocks, and whether any rank wants to stop: one collective per step.
+
+        The lr schedule and the time budget read this clock, so every rank takes the same lr
+        and the same stop decision (each rank's own clock would give each its own lr).
+        """
         if self.world == 1:
-            return seconds
-        t = torch.tensor([seconds], dtype=torch.float64)
+            return seconds, stop
+        t = torch.tensor([seconds, float(stop)], dtype=torch.float64)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return float(t.item())
+        return float(t[0]), bool(t[1])
 
     def digests(self, module: torch.nn.Module) -> list[str]:
         """Hash of the weights on every rank (to check that they are identical)."""
@@ -311,8 +315,8 @@ def train(cfg: TrainConfig, log=print) -> Path:
     with stop:
         try:
             while True:
-                now = ddp.same_time(elapsed())  # each rank's own clock would give each its own lr
-                if not ddp.all_agree(not stop.requested and not _done(cfg, step, now)):
+                now, stopping = ddp.agreed_clock(elapsed(), stop.requested)
+                if stopping or _done(cfg, step, now):
                     break
                 lr = learning_rate(cfg, step, now)
                 for group in optimizer.param_groups:

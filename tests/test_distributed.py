@@ -12,18 +12,19 @@ from pathlib import Path
 import pytest
 from conftest import SAMPLE_DATA, run
 
+_BESIDE_PYTHON = Path(sys.executable).with_name("torchrun")
+TORCHRUN = str(_BESIDE_PYTHON) if _BESIDE_PYTHON.exists() else "torchrun"
+needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None and not _BESIDE_PYTHON.exists(), reason="torchrun not installed")
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed"
-)
+
+@needs_torchrun
 @pytest.mark.parametrize("preset", ["tiny", "tiny-cb"])  # tiny-cb: a model with a buffer (the context's mask)
 def test_two_gloo_processes_stay_in_sync(tmp_path, preset):
     out = tmp_path / "ddp.safetensors"
-    torchrun = str(Path(sys.executable).with_name("torchrun")) if Path(sys.executable).with_name("torchrun").exists() else "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [
-            torchrun,
+            TORCHRUN,
             "--standalone",
             "--nproc_per_node=2",
             "-m",
@@ -93,17 +94,14 @@ def test_bf16_autocast_trains_and_keeps_float32_tables(tmp_path):
     assert dtypes == {torch.float32}
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists(), reason="torchrun not installed"
-)
+@needs_torchrun
 def test_a_time_budget_keeps_the_ranks_in_sync(tmp_path):
     """The lr schedule follows the time budget: every rank must read the same clock, or their weights drift apart."""
     out = tmp_path / "ddp.safetensors"
-    torchrun = str(Path(sys.executable).with_name("torchrun")) if Path(sys.executable).with_name("torchrun").exists() else "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     args = ["--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(SAMPLE_DATA), "-o", str(out)]
     args += ["--preset", "tiny", "--time-budget", "8s", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]
-    proc = subprocess.run([torchrun, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    proc = subprocess.run([TORCHRUN, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights identical on all 2 ranks" in proc.stderr
     assert json.loads(run("info", "--json", out).stdout)["training"]["steps"] > 1
