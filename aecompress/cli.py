@@ -1386,7 +1386,9 @@ def _stage_line(number: int, stage: dict) -> str:
         f"lr {stage.get('lr', '?')}",
     ]
     if stage.get("cpu"):
-        parts.append(f"{stage['cpu']}" + (f" ×{stage['threads']} thread(s)" if stage.get("threads") else ""))
+        processes = int(stage.get("processes") or 1)
+        ranks = f" ×{processes} processes" if processes > 1 else ""
+        parts.append(f"{stage['cpu']}{ranks}" + (f" ×{stage['threads']} thread(s)" if stage.get("threads") else ""))
     if stage.get("init"):
         parts.append(f"init {stage['init']}")
     return ", ".join(parts)

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -110,6 +111,8 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        # NCCL reduces CUDA tensors only: the small control tensors below live on the run's device.
+        self.device = torch.device("cuda", self.local_rank) if device.type == "cuda" else torch.device("cpu")
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
@@ -121,9 +124,17 @@ class _Distributed:
         """True only if ``flag`` is true on every rank (keeps ranks in lock-step)."""
         if self.world == 1:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item())
+
+    def total(self, count: int) -> int:
+        """The sum of ``count`` over the ranks (e.g. the images of all shards, for the summary)."""
+        if self.world == 1:
+            return count
+        t = torch.tensor([count], dtype=torch.int64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return int(t.item())
 
     def agreed_clock(self, seconds: float, stop: bool) -> tuple[float, bool]:
         """The latest of the ranks' clocks, and whether any rank wants to stop: one collective per step.
@@ -133,8 +144,9 @@ class _Distributed:
         """
         if self.world == 1:
             return seconds, stop
-        t = torch.tensor([seconds, float(stop)], dtype=torch.float64)
+        t = torch.tensor([seconds, float(stop)], dtype=torch.float64, device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        t = t.cpu()
         return float(t[0]), bool(t[1])
 
     def digests(self, module: torch.nn.Module) -> list[str]:
@@ -235,6 +247,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     sampler = PatchSampler(
         paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank, cache_bytes=cfg.cache_bytes, progress=ddp.main
     )
+    images = ddp.total(len(sampler))  # every shard's, for the summary (a collective: all ranks call it)
     if sampler.skipped and ddp.main:
         log(f"skipped {len(sampler.skipped)} unreadable file(s) of {len(paths)}")
     if sampler.streaming and ddp.main:
@@ -267,9 +280,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed_before = int(state["step"]), float(state["elapsed"])
         sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + step)
-    # No buffer broadcast: our only buffer is the context's constant mask, built identically on
-    # every rank; broadcasting a model's single buffer fails in torch (it aliases its own flat copy).
-    model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False) if ddp.world > 1 else net
+    model = _distributed(net) if ddp.world > 1 else net
 
     precision = cfg.precision if cfg.precision != "auto" else auto_precision(device)
     if precision not in ("bf16", "fp32"):
@@ -366,7 +377,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
         if ddp.main:
             summary = {
                 "data": os.path.basename(os.path.abspath(cfg.data)),
-                "images": len(sampler),
+                "images": images,
                 "steps": step,
                 "seconds": round(elapsed(), 1),
                 "batch_size": cfg.batch_size * ddp.world,
@@ -394,6 +405,19 @@ def train(cfg: TrainConfig, log=print) -> Path:
             ddp.barrier()
         ddp.close()
         return output
+
+
+def _distributed(net: torch.nn.Module) -> torch.nn.Module:
+    """Wrap for DDP without any buffer broadcast, at init or per step.
+
+    Our only buffer is the context's constant mask, built identically on every rank; broadcasting a
+    model's single buffer fails in torch (it aliases its own flat copy). Newer torch deprecates
+    `broadcast_buffers` for `forward_sync_buffers`, which still syncs at init, and its warning says
+    to keep `broadcast_buffers=False` for exactly this case: so we keep it, without the warning.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*broadcast_buffers.*", category=FutureWarning)
+        return torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
 
 
 def stages_of(training: dict | None) -> list[dict]:
