@@ -111,7 +111,6 @@ class _Distributed:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        # NCCL reduces CUDA tensors only: the small control tensors below live on the run's device.
         self.device = torch.device("cuda", self.local_rank) if device.type == "cuda" else torch.device("cpu")
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -124,17 +123,13 @@ class _Distributed:
         """True only if ``flag`` is true on every rank (keeps ranks in lock-step)."""
         if self.world == 1:
             return flag
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return bool(t.item())
+        return bool(self._reduce([1 if flag else 0], torch.int32, dist.ReduceOp.MIN)[0])
 
     def total(self, count: int) -> int:
         """The sum of ``count`` over the ranks (e.g. the images of all shards, for the summary)."""
         if self.world == 1:
             return count
-        t = torch.tensor([count], dtype=torch.int64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return int(t.item())
+        return int(self._reduce([count], torch.int64, dist.ReduceOp.SUM)[0])
 
     def agreed_clock(self, seconds: float, stop: bool) -> tuple[float, bool]:
         """The latest of the ranks' clocks, and whether any rank wants to stop: one collective per step.
@@ -144,10 +139,14 @@ class _Distributed:
         """
         if self.world == 1:
             return seconds, stop
-        t = torch.tensor([seconds, float(stop)], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        t = t.cpu()
-        return float(t[0]), bool(t[1])
+        latest, any_stop = self._reduce([seconds, float(stop)], torch.float64, dist.ReduceOp.MAX)
+        return float(latest), bool(any_stop)
+
+    def _reduce(self, values: list, dtype: torch.dtype, op) -> list:
+        """One all_reduce of a few numbers, on the run's device (NCCL reduces CUDA tensors only)."""
+        t = torch.tensor(values, dtype=dtype, device=self.device)
+        dist.all_reduce(t, op=op)
+        return t.cpu().tolist()
 
     def digests(self, module: torch.nn.Module) -> list[str]:
         """Hash of the weights on every rank (to check that they are identical)."""
@@ -242,12 +241,13 @@ def train(cfg: TrainConfig, log=print) -> Path:
     torch.manual_seed(cfg.seed + ddp.rank)
     random.seed(cfg.seed + ddp.rank)
     paths = find_images(Path(cfg.data))
-    if ddp.world > 1 and len(paths) >= ddp.world:
+    sharded = ddp.world > 1 and len(paths) >= ddp.world  # the same decision on every rank
+    if sharded:
         paths = paths[ddp.rank :: ddp.world]  # each process decodes and samples its own shard
     sampler = PatchSampler(
         paths, cfg.patch_size, tuple(cfg.downscale), seed=cfg.seed + 1000 * ddp.rank, cache_bytes=cfg.cache_bytes, progress=ddp.main
     )
-    images = ddp.total(len(sampler))  # every shard's, for the summary (a collective: all ranks call it)
+    images = ddp.total(len(sampler)) if sharded else len(sampler)  # for the summary: every shard's images
     if sampler.skipped and ddp.main:
         log(f"skipped {len(sampler.skipped)} unreadable file(s) of {len(paths)}")
     if sampler.streaming and ddp.main:

@@ -107,3 +107,18 @@ def test_a_time_budget_keeps_the_ranks_in_sync(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights identical on all 2 ranks" in proc.stderr
     assert json.loads(run("info", "--json", out).stdout)["training"]["steps"] > 1
+
+
+@needs_torchrun
+def test_fewer_images_than_processes_are_shared_and_counted_once(tmp_path):
+    """With one image and two ranks nothing is sharded: both train on it, and the summary counts it once."""
+    data = tmp_path / "one"
+    data.mkdir()
+    shutil.copy(sorted(SAMPLE_DATA.glob("*.jpg"))[0], data)
+    out = tmp_path / "ddp.safetensors"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = ["--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(data), "-o", str(out)]
+    args += ["--preset", "tiny", "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]
+    proc = subprocess.run([TORCHRUN, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(run("info", "--json", out).stdout)["training"]["images"] == 1
