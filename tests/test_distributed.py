@@ -96,14 +96,20 @@ def test_bf16_autocast_trains_and_keeps_float32_tables(tmp_path):
     assert dtypes == {torch.float32}
 
 
+def _train_two_ranks(tmp_path: Path, data: Path, *options: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`torchrun` with two gloo processes of `aecompress train` (tiny preset, 32² patches); the model's path."""
+    out = tmp_path / "ddp.safetensors"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = ["--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(data), "-o", str(out)]
+    args += ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32", "--device", "cpu", *options]
+    proc = subprocess.run([TORCHRUN, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    return proc, out
+
+
 @needs_torchrun
 def test_a_time_budget_keeps_the_ranks_in_sync(tmp_path):
     """The lr schedule follows the time budget: every rank must read the same clock, or their weights drift apart."""
-    out = tmp_path / "ddp.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    args = ["--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(SAMPLE_DATA), "-o", str(out)]
-    args += ["--preset", "tiny", "--time-budget", "8s", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]
-    proc = subprocess.run([TORCHRUN, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    proc, out = _train_two_ranks(tmp_path, SAMPLE_DATA, "--time-budget", "8s")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "weights identical on all 2 ranks" in proc.stderr
     assert json.loads(run("info", "--json", out).stdout)["training"]["steps"] > 1
@@ -115,10 +121,6 @@ def test_fewer_images_than_processes_are_shared_and_counted_once(tmp_path):
     data = tmp_path / "one"
     data.mkdir()
     shutil.copy(sorted(SAMPLE_DATA.glob("*.jpg"))[0], data)
-    out = tmp_path / "ddp.safetensors"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    args = ["--standalone", "--nproc_per_node=2", "-m", "aecompress", "train", str(data), "-o", str(out)]
-    args += ["--preset", "tiny", "--steps", "2", "--batch-size", "2", "--patch-size", "32", "--device", "cpu"]
-    proc = subprocess.run([TORCHRUN, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    proc, out = _train_two_ranks(tmp_path, data, "--steps", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(run("info", "--json", out).stdout)["training"]["images"] == 1
