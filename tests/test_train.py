@@ -122,6 +122,23 @@ def test_init_fine_tunes_a_model(trained, data_dir, tmp_path):
     assert tuned["model_id"] != base["model_id"]
 
 
+def test_init_keeps_the_larger_patches_its_model_was_trained_on(data_dir, tmp_path):
+    """The default model was trained on 256² patches: fine-tuning it keeps them, at 16·128² pixels per step."""
+    trained = info("default")["training"]["patch_size"]
+    assert trained > 128
+    out = tmp_path / "tuned.safetensors"
+    proc = run("train", data_dir, "-o", out, "--init", "default", "--steps", "1", "--lr", "1e-12")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    batch = 16 * 128**2 // trained**2
+    assert f"{batch} patches of {trained}² per step: default was trained on {trained}² patches" in proc.stderr.decode()
+    assert (info(out)["training"]["patch_size"], info(out)["training"]["batch_size"]) == (trained, batch)
+    # an explicit --patch-size wins, with the usual batch
+    proc = run("train", data_dir, "-o", out, "-f", "--init", "default", "--steps", "1", "--lr", "1e-12", "--patch-size", "64")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert "patches of" not in proc.stderr.decode()
+    assert (info(out)["training"]["patch_size"], info(out)["training"]["batch_size"]) == (64, 16)
+
+
 def test_init_frees_the_stuck_gdn_terms_of_an_older_model(data_dir, tmp_path):
     """The golden model was trained before the GDN fix: its γ off-diagonals are exactly 0."""
     from aecompress import load_model
