@@ -1008,9 +1008,6 @@ def _check_train_outputs(output: str, checkpoint: str | None, resume: str | None
             _die(str(exc))
 
 
-DEFAULT_PATCH_SIZE, DEFAULT_BATCH_SIZE = 128, 16
-
-
 def _patch_shape(init: str | None, patch_size: int | None, batch_size: int | None) -> tuple[int, int, str | None]:
     """Patch side and count per step, and a line saying so when --init chose them.
 
@@ -1019,13 +1016,16 @@ def _patch_shape(init: str | None, patch_size: int | None, batch_size: int | Non
     trained on 256² ones patch borders (fine-tuning the default: 2.4% fewer bits at 128²,
     4.0% at 256², BENCHMARKS.md).
     """
+    from .train import TrainConfig
+
+    default_patch, default_batch = TrainConfig.patch_size, TrainConfig.batch_size  # the recipe's defaults
     if patch_size is not None or init is None:
-        return patch_size or DEFAULT_PATCH_SIZE, batch_size or DEFAULT_BATCH_SIZE, None
+        return patch_size or default_patch, batch_size or default_batch, None
     training = _load(init, _debugging()).metadata.get("training")
     trained = training.get("patch_size") if isinstance(training, dict) else None
-    if not isinstance(trained, int) or trained <= DEFAULT_PATCH_SIZE:
-        return DEFAULT_PATCH_SIZE, batch_size or DEFAULT_BATCH_SIZE, None
-    batch = batch_size or max(1, DEFAULT_BATCH_SIZE * DEFAULT_PATCH_SIZE**2 // trained**2)
+    if not isinstance(trained, int) or trained <= default_patch:
+        return default_patch, batch_size or default_batch, None
+    batch = batch_size or max(1, default_batch * default_patch**2 // trained**2)
     return trained, batch, f"{batch} patches of {trained}² per step: {init} was trained on {trained}² patches (--patch-size to change it)"
 
 
