@@ -20,8 +20,10 @@ by hand.
 
 Rates are the models' own estimates: −Σ log₂ p of ẑ and of y's symbols under the
 continuous densities, over the image padded to a multiple of 16 as coding pads it, per
-pixel of the image.  Both arms are measured the same way; for gain models the estimate
-is within about 1% of the real files (printed beside them when ``--anchor`` holds the model).
+pixel of the image.  Both arms are measured the same way.  For a gain model the estimate
+is the payload's (the real files add a 32-byte container); with ``--anchor`` holding the
+same model's real files both BD-rates are printed (stage 13 on BSDS val: −44.3% estimated,
+−43.9% real).
 PSNR is measured on the 8-bit reconstruction.
 """
 
@@ -31,7 +33,6 @@ import argparse
 import json
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ def top_level(model_path: str, output: str) -> None:
     loaded = load_model(model_path)
     net, preset = loaded.net, loaded.net.preset
     Q, C = net.qualities, net.coded_channels
-    top = AutoEncoder(replace(preset, lambdas=(preset.lambdas[-1],)))
+    top = AutoEncoder(preset.with_lambdas((preset.lambdas[-1],)))
     state = {}
     for name, tensor in net.state_dict().items():
         if name in ("log_gain", "log_inverse_gain"):
