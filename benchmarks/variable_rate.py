@@ -127,7 +127,10 @@ def curve(folder: str, models: list[str], steps: list[float], jobs: int) -> dict
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     plans = []
     for model in models:
-        Q = load_model(model).net.qualities
+        net = load_model(model).net
+        Q = net.qualities
+        if Q == 1 and not net.hyperprior and steps != [1.0]:
+            raise SystemExit(f"{model}: a step ladder needs a hyperprior model (a factorized prior has no σ to scale)")
         plans.append((model, [(q, 1.0) for q in range(Q)] if Q > 1 else [(0, s) for s in steps]))
     with ProcessPoolExecutor(jobs) as pool:
         per_image = list(pool.map(_image_points, paths, [plans] * len(paths)))
