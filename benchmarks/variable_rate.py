@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from aecompress.codec import load_model
+from aecompress.data import find_images
 from aecompress.entropy import gaussian_likelihood
 from aecompress.images import read_image
-from aecompress.metrics import bd_rate
+from aecompress.metrics import bd_rate, psnr
 from aecompress.model import AutoEncoder, anchor_mask, table_log_scale
 from aecompress.modelfile import save_model
 
@@ -75,15 +76,16 @@ def step_ladder(gain_model: str) -> list[float]:
 
 @torch.no_grad()
 def estimate(net: AutoEncoder, x: torch.Tensor, level: int, step: float) -> tuple[float, torch.Tensor]:
-    """Estimated bits of image ``x`` (1, 3, H, W) at ``level`` and quantization step ``step``; reconstruction."""
+    """Estimated bits of image ``x`` (1, 3, H, W) at ``level`` and quantization step ``step``; the 8-bit reconstruction."""
     H, W = x.shape[2:]
     padded = F.pad(x, (0, -W % 16, 0, -H % 16), mode="replicate")
     quality = torch.tensor([level])
     y = net.analysis(padded, quality)
     if not net.hyperprior:
-        symbols = torch.round(y / step)
-        bits = -torch.log2(net.density.likelihood(symbols, net.channel_index(quality))).sum() if step == 1 else math.nan
-        y_hat = symbols * step
+        if step != 1:
+            raise ValueError("a step ladder needs a hyperprior model (a factorized prior has no σ to scale)")
+        y_hat = torch.round(y)
+        bits = -torch.log2(net.density.likelihood(y_hat, net.channel_index(quality))).sum()
     else:
         z_hat = torch.round(net.h_a(y))
         bits = -torch.log2(net.density.likelihood(z_hat, net.channel_index(quality))).sum()
@@ -98,8 +100,8 @@ def estimate(net: AutoEncoder, x: torch.Tensor, level: int, step: float) -> tupl
         symbols = torch.round((y - mean) / step)
         bits = bits - torch.log2(gaussian_likelihood(symbols, log_scale - math.log(step))).sum()
         y_hat = mean + step * symbols
-    x_hat = net.synthesis(y_hat, quality)[:, :, :H, :W].clamp(0, 1)
-    return float(bits), torch.round(x_hat * 255)
+    x_hat = net.synthesis(y_hat, quality)[0, :, :H, :W].clamp(0, 1)
+    return float(bits), x_hat.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def _image_points(path: Path, plans: list[tuple[str, list[tuple[int, float]]]]) -> list[list[tuple[float, float]]]:
@@ -108,23 +110,21 @@ def _image_points(path: Path, plans: list[tuple[str, list[tuple[int, float]]]]) 
     image = read_image(path.read_bytes(), path.name).color
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
-    reference = x * 255
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
     out = []
     for model_path, points in plans:
         net = load_model(model_path).net
         rows = []
         for level, step in points:
             bits, x_hat = estimate(net, x, level, step)
-            mse = float((x_hat - reference).square().mean())
-            rows.append((bits / (image.shape[0] * image.shape[1]), 10 * math.log10(255**2 / max(mse, 1e-10))))
+            rows.append((bits / (image.shape[0] * image.shape[1]), psnr(image, x_hat)))
         out.append(rows)
     return out
 
 
 def curve(folder: str, models: list[str], steps: list[float], jobs: int) -> dict[str, list[dict]]:
     """Mean (bpp, PSNR) per point of each model over the images of ``folder``."""
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    paths = find_images(Path(folder))
     plans = []
     for model in models:
         net = load_model(model).net
