@@ -6,7 +6,7 @@ The names below load torch on first use only, so `aecompress --version` and
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["Codec", "DecodeError", "LoadedModel", "ModelFileError", "decode_image", "encode_image", "load_model", "__version__"]
 
 _LAZY = {

@@ -20,28 +20,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import bitstream
+from . import bitstream, store
 from .bitstream import ContainerError, Header
-from .entropy import (
-    FormatError,
-    StreamDecoder,
-    StreamEncoder,
-    SymbolCoder,
-    TableModels,
-    gaussian_likelihood,
-    index_groups,
-    read_varint,
-    scale_table,
-    write_varint,
-)
+from .coders import LatentCoder, coder_class
+from .entropy import FormatError, StreamDecoder, StreamEncoder, SymbolCoder, read_varint, write_varint
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
-from .model import DOWNSAMPLING, anchor_mask
+from .model import DOWNSAMPLING
 from .modelfile import LoadedModel, ModelFileError
-from .modelfile import format_version as model_format_version
 from .modelfile import load_model as _load_model_file
-from .quality import STEPS, format_quality, fraction_of, parse_quality
+from .quality import EFFORT_STEPS, MAX_EFFORT, STEPS, format_quality, fraction_of, parse_quality
+from .refine import refine as refine_latent
+from .refine import target as refine_target
 
-DEFAULT_MODEL = Path(__file__).parent / "weights" / "default.safetensors"
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Transforms run on tiles of TILE×TILE pixels with MARGIN pixels of context on each side
 # (the analysis transform's receptive field is 61 pixels), so memory is bounded and
@@ -54,8 +44,9 @@ class DecodeError(ValueError):
     """A ``.aec`` file that cannot be decoded with the given model."""
 
 
-def default_model_path() -> Path:
-    return DEFAULT_MODEL
+def default_model_path() -> Path | None:
+    """The shipped default model's file (None when this copy of aecompress has none)."""
+    return store.default_path()
 
 
 @lru_cache(maxsize=8)
@@ -64,16 +55,35 @@ def _cached_model(path: str, mtime_ns: int) -> LoadedModel:
 
 
 def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
-    """Load a model file (cached); ``None`` or ``"default"`` is the shipped model."""
+    """Load a model (cached): a file, a model id (looked up in the model store), or ``None``/``"default"``."""
+    wanted = None
     if path is None or str(path) == "default":
-        if not DEFAULT_MODEL.exists():
+        wanted, path = store.default_id(), store.default_path()
+        if path is None:
             raise ModelFileError("no default model is installed with this copy of aecompress; pass -m MODEL")
-        path = DEFAULT_MODEL
+    elif store.is_model_id(str(path)) and not Path(path).exists():
+        wanted = str(path)
+        try:
+            path = store.find(wanted).path
+        except store.ModelNotFound as exc:
+            raise ModelFileError(str(exc)) from None
     try:
         mtime = os.stat(path).st_mtime_ns
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
-    return _cached_model(str(path), mtime)
+    model = _cached_model(str(path), mtime)
+    if wanted is not None and model.model_id != wanted:
+        raise ModelFileError(f"{path}: holds model {model.model_id}, not {wanted} (a model store's files are named by their id)")
+    return model
+
+
+def model_for(data: bytes) -> LoadedModel:
+    """The model a ``.aec`` file names, found by id (user models, then the shipped ones)."""
+    try:
+        header = bitstream.read_header(data)
+    except ContainerError as exc:
+        raise DecodeError(str(exc)) from None
+    return load_model(header.model_id)
 
 
 def default_quality(model: LoadedModel) -> int:
@@ -143,16 +153,11 @@ class Codec:
         self.model = model
         self.net = model.net.eval().to(memory_format=torch.channels_last)
         self.max_pixels = max_pixels
-        self._coders: dict[int, SymbolCoder] = {}
-        self._gaussian = TableModels(model.gaussian) if model.gaussian is not None else None
+        self.latent_coder: LatentCoder = coder_class(self.net.preset.entropy)(model)
 
     def coder(self, quality: int) -> SymbolCoder:
         """Coder of the factorized part: y's channels, or z's with a hyperprior (by integer level)."""
-        if quality not in self._coders:
-            C = self.net.coded_channels
-            channels = np.arange((quality - 1) * C, quality * C)
-            self._coders[quality] = SymbolCoder(self.model.tables, channels)
-        return self._coders[quality]
+        return self.latent_coder.symbol_coder(quality)
 
     def check_quality(self, quality: int | float | str) -> int:
         """A quality this model can code, in hundredths; ``ValueError`` with the reason otherwise.
@@ -164,16 +169,17 @@ class Codec:
         top = self.model.qualities
         if not STEPS <= hundredths <= STEPS * top:
             raise ValueError(f"quality {format_quality(hundredths)} is out of range for this model (1–{top})")
-        if fraction_of(hundredths) and not self.net.hyperprior:
+        if fraction_of(hundredths) and not self.latent_coder.fractional:
+            kind = self.latent_coder.describe(self.net.preset)
             raise ValueError(
-                f"quality {format_quality(hundredths)}: this model has a factorized prior, whose qualities are the "
+                f"quality {format_quality(hundredths)}: this model has a {kind}, whose qualities are the "
                 f"integer levels 1–{top} (fractions need a hyperprior model)"
             )
         return hundredths
 
     def grid(self) -> list[int]:
         """Every quality this model can code, in hundredths: the levels, and with a hyperprior the hundredths between."""
-        step = 1 if self.net.hyperprior else STEPS
+        step = 1 if self.latent_coder.fractional else STEPS
         return list(range(STEPS, STEPS * self.model.qualities + 1, step))
 
     @torch.inference_mode()
@@ -187,11 +193,39 @@ class Codec:
         return Analysis(picture, features, time.perf_counter() - t0)
 
     def encode(
-        self, picture: Picture, quality: int | float | str | None = None, reconstruct: bool = True, estimate: bool = False
+        self, picture: Picture, quality: int | float | str | None = None, reconstruct: bool = True, estimate: bool = False, effort: int = 0
     ) -> Encoded:
-        """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output)."""
+        """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output); ``effort`` > 0 refines the latent first."""
         hundredths = self.check_quality(default_quality(self.model) if quality is None else quality)
-        return self._encode(self.analyze(picture), hundredths, reconstruct, estimate, reuse=False)
+        analysis = self.analyze(picture)
+        if effort:
+            analysis = self.refine(analysis, format_quality(hundredths), effort)
+        return self._encode(analysis, hundredths, reconstruct, estimate, reuse=False)
+
+    def refine(self, analysis: Analysis, quality: int | float | str, effort: int) -> Analysis:
+        """A new analysis whose latent is optimized for this picture at ``quality`` (encoder effort, ``refine``).
+
+        Only the encoder's choice of symbols changes: the decoder, the format and the
+        bit-exactness of decoding do not.  ``effort`` 0 returns ``analysis`` itself.
+        """
+        if not 0 <= effort <= MAX_EFFORT:
+            raise ValueError(f"effort {effort} is out of range (0–{MAX_EFFORT})")
+        return self.refine_steps(analysis, quality, EFFORT_STEPS[effort])
+
+    def refine_steps(self, analysis: Analysis, quality: int | float | str, steps: int) -> Analysis:
+        """``refine`` by a number of optimizer steps instead of an effort level (benchmarks)."""
+        if not steps or not self.net.hyperprior:
+            return analysis
+        t0 = time.perf_counter()
+        level, fraction = divmod(self.check_quality(quality), STEPS)
+        goal = refine_target(self.net, level - 1, fraction / STEPS)
+        gain = self.net.gains(goal.level, goal.t)[0].detach()[None, :, None, None]
+        from .train import cpu_has_native_bf16
+
+        rgb = torch.from_numpy(analysis.picture.rgb().copy()).permute(2, 0, 1).float().div_(255.0)
+        low_precision = self.precision == "bf16" or cpu_has_native_bf16()  # the encoder's choice: decoding stays exact
+        y = refine_latent(self.net, rgb, analysis.features.clone() * gain, goal, steps, low_precision)
+        return Analysis(analysis.picture, y.div_(gain), analysis.seconds + time.perf_counter() - t0)
 
     def encode_analysis(
         self, analysis: Analysis, quality: int | float | str, reconstruct: bool = True, estimate: bool = False, keep_latent: bool = False
@@ -208,29 +242,17 @@ class Codec:
         gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
         timings = {}
         t0 = time.perf_counter()
-        q = torch.tensor([level - 1])
         H, W = picture.height, picture.width
         gain = gain[None, :, None, None]
         y = analysis.features * gain if reuse else analysis.features.mul_(gain)
         if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
-        stream = StreamEncoder()
+        latents = self.latent_coder.quantize(y, level)  # in place: memory for huge images
         t1 = time.perf_counter()
-        if self.net.hyperprior:
-            z = torch.round(self._hyper_analysis(y))
-            if not bool(torch.isfinite(z).all()) or float(z.abs().max()) >= 2**30:
-                raise ValueError("the model produced latents out of range (a broken model?)")
-            z_symbols = z[0].to(torch.int32).numpy()
-            residual, mean, index = self._residuals(y[0], z_symbols)  # in place: memory for huge images
-            t1 = time.perf_counter()
-            self.coder(level).encode_into(stream, z_symbols)
-            self._encode_residuals(stream, residual, index)
-            bits = self._hyperprior_bits(z, residual, index, q) if estimate else None
-            y = residual.add_(torch.from_numpy(mean))[None]  # ŷ = round(y − μ) + μ, exactly as the decoder forms it
-        else:
-            y = torch.round(y)
-            self.coder(level).encode_into(stream, y[0].to(torch.int32).numpy())
-            bits = float(-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))).sum()) if estimate else None
+        stream = StreamEncoder()
+        self.latent_coder.encode(stream, latents, level)
+        bits = self.latent_coder.estimate_bits(latents, level) if estimate else None
+        y = self.latent_coder.dequantize(latents)
         latent = stream.finish()
         t2 = time.perf_counter()
         flags, payload = 0, latent
@@ -277,17 +299,9 @@ class Codec:
         y = self.analyze(picture).features.mul_(gain[None, :, None, None])
         if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
-        q = torch.tensor([level - 1])
-        h, w = y.shape[2], y.shape[3]
-        if self.net.hyperprior:
-            z = torch.round(self._hyper_analysis(y))
-            residual, mean, index = self._residuals(y[0], z[0].to(torch.int32).numpy())
-            z_bits, y_bits = self._hyperprior_element_bits(z, residual, index, q)
-            bits = y_bits.double().sum(0).numpy() + _spread(z_bits[0].double().sum(0).numpy(), h, w)
-            y = residual.add_(torch.from_numpy(mean))[None]
-        else:
-            y = torch.round(y)
-            bits = (-torch.log2(self.net.density.likelihood(y, self.net.channel_index(q))))[0].double().sum(0).numpy()
+        latents = self.latent_coder.quantize(y, level)
+        bits = self.latent_coder.bit_map(latents, level)
+        y = self.latent_coder.dequantize(latents)
         return RateMap(bits, float(bits.sum()), self._reconstruct(y, inverse_gain, picture))
 
     @torch.inference_mode()
@@ -322,52 +336,17 @@ class Codec:
         t3 = time.perf_counter()
         return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
 
-    def _hyper_analysis(self, y: torch.Tensor, band: int = 64, halo: int = 16) -> torch.Tensor:
-        """h_a over bands of ``band`` z rows with ``halo`` y rows of context (receptive field: 13).
-
-        Bounded memory on huge images; the band size is fixed, so the result depends only on
-        the image (an encoder's choice in any case: ẑ is sent).
-        """
-        h = y.shape[2]
-        hz = -(-h // 4)
-        if hz <= band:
-            return self.net.h_a(y)
-        parts = []
-        for top in range(0, hz, band):
-            lo = max(0, 4 * top - halo)
-            hi = min(h, 4 * (top + band) + halo)
-            z = self.net.h_a(y[:, :, lo:hi])
-            first = top - lo // 4
-            parts.append(z[:, :, first : first + min(band, hz - top)])
-        return torch.cat(parts, dim=2)
-
     def _decode_latent(self, latent: bytes, quality: int, h: int, w: int, keep: dict | None = None) -> torch.Tensor:
-        """Latent section → ŷ (1, M, h, w); symbols from integers only, then the mean added.
+        """Latent section → ŷ (1, M, h, w), by the model's latent coder (from integers only).
 
         ``keep`` (a dict), if given, receives the decoded integers: ``y`` (factorized) or
         ``z``, ``index`` and ``residual`` (hyperprior).
         """
         keep = {} if keep is None else keep
         stream = StreamDecoder(latent)
-        if not self.net.hyperprior:
-            keep["y"] = self.coder(quality).decode_from(stream, (self.net.preset.M, h, w))
-            stream.finish()
-            return torch.from_numpy(keep["y"]).float()[None]
-        keep["z"] = self.coder(quality).decode_from(stream, (self.net.preset.Nz, -(-h // 4), -(-w // 4)))
-        mean, index = self.model.hyper(keep["z"], h, w)
-        if not self.net.checkerboard:
-            residual = stream.decode(index.size, index_groups(index), self._gaussian).reshape(index.shape)
-        else:  # the anchors with the hyperprior's tables; then the rest with the tables their context picks
-            anchor = anchor_mask(h, w).numpy()
-            residual = np.zeros(index.shape, np.int32)
-            anchors = index[:, anchor]
-            residual[:, anchor] = stream.decode(anchors.size, index_groups(anchors), self._gaussian).reshape(anchors.shape)
-            other_mean, other_index = self.model.context(residual, mean, index)
-            mean[:, ~anchor], index[:, ~anchor] = other_mean, other_index
-            residual[:, ~anchor] = stream.decode(other_index.size, index_groups(other_index), self._gaussian).reshape(other_index.shape)
+        y = self.latent_coder.decode(stream, quality, h, w, keep)
         stream.finish()
-        keep["index"], keep["residual"] = index, residual
-        return torch.from_numpy(residual).float().add_(torch.from_numpy(mean))[None]
+        return y
 
     def decode_symbols(self, data: bytes) -> dict[str, np.ndarray]:
         """The integers a file decodes to (for determinism checks): see ``_decode_latent``."""
@@ -381,47 +360,7 @@ class Codec:
     @property
     def format_version(self) -> int:
         """The container version of this model's files: the model file's own (1 factorized, 2 hyperprior, 3 checkerboard)."""
-        return model_format_version(self.net)
-
-    def _residuals(self, y: torch.Tensor, z_symbols: np.ndarray) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """y (M, h, w), overwritten → what is coded: residuals round(y − μ) (float), and each symbol's μ and table.
-
-        With a checkerboard context the anchors' μ and tables are the hyperprior's; the
-        context, fed the anchors' residuals, picks the others' (as the decoder will).
-        """
-        mean, index = self.model.hyper(z_symbols, y.shape[1], y.shape[2])
-        residual = y.sub_(torch.from_numpy(mean))
-        if not self.net.checkerboard:
-            return residual.round_(), mean, index
-        anchor = anchor_mask(y.shape[1], y.shape[2])
-        other, others = ~anchor, (~anchor).numpy()
-        residual[:, anchor] = residual[:, anchor].round()
-        other_mean, other_index = self.model.context(residual.numpy(), mean, index)
-        residual[:, other] = residual[:, other].add_(torch.from_numpy(mean[:, others] - other_mean)).round_()
-        mean[:, others], index[:, others] = other_mean, other_index
-        return residual, mean, index
-
-    def _encode_residuals(self, stream: StreamEncoder, residual: torch.Tensor, index: np.ndarray) -> None:
-        """y's residuals, by table; with a context, the anchors first (the decoder needs them to find the others' tables)."""
-        values = residual.to(torch.int32).numpy()
-        if not self.net.checkerboard:
-            stream.encode(values, index_groups(index), self._gaussian)
-            return
-        anchor = anchor_mask(*index.shape[1:]).numpy()
-        for part in (anchor, ~anchor):
-            stream.encode(values[:, part], index_groups(index[:, part]), self._gaussian)
-
-    def _hyperprior_bits(self, z, residual, index, q) -> float:
-        """The model's own −Σ log₂ p of ẑ and of y's residuals (continuous densities, the tables' scales)."""
-        z_bits, y_bits = self._hyperprior_element_bits(z, residual, index, q)
-        return float(z_bits.sum() + y_bits.sum())
-
-    def _hyperprior_element_bits(self, z, residual, index, q) -> tuple[torch.Tensor, torch.Tensor]:
-        """−log₂ p of every symbol: ẑ's (1, Nz, hz, wz) and y's residuals' (M, h, w)."""
-        z_bits = -torch.log2(self.net.density.likelihood(z, self.net.channel_index(q)))
-        log_scale = torch.from_numpy(np.log(scale_table())[index]).float()
-        y_bits = -torch.log2(gaussian_likelihood(residual, log_scale))
-        return z_bits, y_bits
+        return self.latent_coder.format_version
 
     def _tiles(self, h: int, w: int):
         """Latent tiles: (core rows, core cols, rows with margin, cols with margin).
@@ -478,15 +417,6 @@ class Codec:
         return Picture(rgb, alpha if channels == 4 else None)
 
 
-def _spread(z_bits: np.ndarray, h: int, w: int) -> np.ndarray:
-    """ẑ's bits per position (hz, wz) shared out over the (up to 4×4) y positions each predicts; the total is kept."""
-    hz, wz = z_bits.shape
-    rows = np.minimum(4, h - 4 * np.arange(hz))
-    cols = np.minimum(4, w - 4 * np.arange(wz))
-    share = z_bits / np.outer(rows, cols)
-    return np.repeat(np.repeat(share, 4, axis=0), 4, axis=1)[:h, :w]
-
-
 def _sections(header: Header, payload: bytes) -> tuple[bytes, bytes | None]:
     """The latent section and, with the alpha flag, the compressed alpha section."""
     if not header.flags & bitstream.FLAG_ALPHA:
@@ -533,6 +463,6 @@ def encode_image(image, model: LoadedModel | None = None, quality: int | float |
 
 
 def decode_image(data: bytes, model: LoadedModel | None = None) -> Image.Image:
-    """Decode ``.aec`` bytes into a PIL image (mode L, LA, RGB or RGBA)."""
-    model = model or load_model()
+    """Decode ``.aec`` bytes into a PIL image (mode L, LA, RGB or RGBA); without ``model``, the one the file names."""
+    model = model or model_for(data)
     return _codec_for(model).decode(data).picture.to_pil()

@@ -21,11 +21,17 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from .training.config import DEFAULT_CACHE_BYTES
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".gif", ".tga"}
 
 
 class NoImagesError(RuntimeError):
-    """A training folder without a single usable image."""
+    """A training folder without a single usable image; ``skipped``: the files that could not be read, and why."""
+
+    def __init__(self, message: str, skipped: list[tuple[Path, str]] | None = None):
+        super().__init__(message)
+        self.skipped = skipped or []
 
 
 def find_images(root: Path) -> list[Path]:
@@ -48,9 +54,6 @@ def load_for_training(path: Path, reduce: int = 1) -> torch.Tensor:
         im = (im.reduce(factor) if factor > 1 else im).convert("RGB")
         array = np.array(im, dtype=np.uint8)
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-DEFAULT_CACHE_BYTES = 2 << 30  # decoded training pixels kept in memory (uint8)
 
 
 def decoded_size(path: Path, reduce: int = 1) -> int:
@@ -112,7 +115,7 @@ class PatchSampler:
                 total += image.numel()
         bar.close()
         if not self.images:
-            raise NoImagesError("no usable image in the training data")
+            raise NoImagesError(_none_readable(len(self.skipped)), self.skipped)
         self.batches = 0
         self._reweight()
 
@@ -162,26 +165,40 @@ class PatchSampler:
         self.images[victim], self.cached[victim] = image, incoming
         self._reweight()
 
-    def sample(self, batch: int) -> torch.Tensor:
-        """A float batch (B, 3, patch, patch) in [0, 1]."""
-        self.batches += 1
-        if self.streaming and self.batches % self.refresh_every == 0:
-            self._refresh()
-        g = self.generator
+    def sample(self, batch: int, generator: torch.Generator | None = None, patch: int | None = None) -> torch.Tensor:
+        """A float batch (B, 3, patch, patch) in [0, 1].
+
+        With a ``generator`` of its own (and any ``patch`` side) the batch leaves the sampler's
+        sequence untouched: the batches after it are those it would have drawn anyway.
+        """
+        if generator is None:
+            self.batches += 1
+            if self.streaming and self.batches % self.refresh_every == 0:
+                self._refresh()
+        g = generator or self.generator
+        side = patch or self.patch
         picks = torch.multinomial(self.weights, batch, replacement=True, generator=g)
-        out = torch.empty(batch, 3, self.patch, self.patch)
+        out = torch.empty(batch, 3, side, side)
         low, high = self.scale
         for i, k in enumerate(picks.tolist()):
             image = self.images[k]
             _, H, W = image.shape
             s = low + (high - low) * torch.rand((), generator=g).item()
-            size = min(max(1, round(self.patch * s)), H, W)
+            size = min(max(1, round(side * s)), H, W)
             top = int(torch.randint(0, H - size + 1, (), generator=g))
             left = int(torch.randint(0, W - size + 1, (), generator=g))
             crop = image[None, :, top : top + size, left : left + size].float()
-            if size != self.patch:
-                crop = F.interpolate(crop, size=(self.patch, self.patch), mode="bilinear", antialias=size > self.patch, align_corners=False)
+            if size != side:
+                crop = F.interpolate(crop, size=(side, side), mode="bilinear", antialias=size > side, align_corners=False)
             if torch.rand((), generator=g) < 0.5:
                 crop = crop.flip(3)
             out[i] = crop[0]
         return out.div_(255.0).clamp_(0.0, 1.0)
+
+
+def _none_readable(skipped: int) -> str:
+    if skipped == 0:
+        return "no usable image in the training data"
+    if skipped == 1:
+        return "the one image file of the training data could not be read"
+    return f"none of the {skipped} image files of the training data could be read"

@@ -180,29 +180,6 @@ class IntegerHyperSynthesis(IntegerLayers):
         log_scale = torch.floor((acc[M:] + (2.0 ** (shift - 1) if shift else 0.0)) / 2.0**shift)
         return mean, log_scale
 
-    def reference(self, z_hat: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """The same network in numpy int64, written independently: for tests."""
-        x = np.clip(np.asarray(z_hat, np.int64), -Z_LIMIT, Z_LIMIT)
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            C, H, W = x.shape
-            padded = np.zeros((C, H + 2, W + 2), np.int64)
-            padded[:, 1:-1, 1:-1] = x
-            acc = np.repeat(b.astype(np.int64)[:, None], H * W, axis=1).reshape(-1, H, W)
-            for dy in range(3):
-                for dx in range(3):
-                    acc = acc + np.einsum("oc,chw->ohw", w[:, :, dy, dx].astype(np.int64), padded[:, dy : dy + H, dx : dx + W])
-            if i < last:
-                k = self.shifts[i]
-                x = np.clip((acc + (1 << (k - 1) if k else 0)) >> k, 0, ACT_LIMIT - 1)
-                Co = x.shape[0] // 4
-                x = x.reshape(Co, 2, 2, H, W).transpose(0, 3, 1, 4, 2).reshape(Co, 2 * H, 2 * W)
-        M = self.mean_channels
-        k = self.shifts[last]
-        mean = acc[:M].astype(np.float64) / 2.0 ** (k + FRACTION)
-        log_scale = (acc[M:] + (1 << (k - 1) if k else 0)) >> k
-        return mean[:, :height, :width], scale_index_from_q8(log_scale[:, :height, :width])
-
 
 def _conv3x3_float64(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """3×3 convolution, zero padding, as nine matrix products (no transform-based algorithms)."""
@@ -351,37 +328,8 @@ class IntegerContext(IntegerLayers):
         delta_q8 = torch.floor((acc[M:] + (2.0 ** (k - 1) if k else 0.0)) / 2.0**k)
         return delta_mean, delta_q8
 
-    def reference(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The same network in numpy int64, whole image at once, written independently: for tests."""
-        M, h, w = residual.shape
-        anchor = (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
-        y = np.where(anchor, np.asarray(residual, np.int64) * 256 + mean_q8(mean), 0).clip(-Y_LIMIT, Y_LIMIT)
-        padded = np.zeros((M, h + 4, w + 4), np.int64)
-        padded[:, 2:-2, 2:-2] = y
-        acc = np.repeat(self.biases[0].astype(np.int64)[:, None], h * w, axis=1).reshape(M, h, w)
-        for dy in range(-2, 3):
-            for dx in range(-2, 3):
-                tap = self.weights[0][:, :, dy + 2, dx + 2].astype(np.int64)
-                if tap.any():
-                    acc = acc + np.einsum("oc,chw->ohw", tap, padded[:, 2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w])
-        x = np.concatenate([mean_q8(mean), index_log_scale_q8(index), _shift(acc, self.scale_bits[0])])
-        x = x.clip(-(ACT_LIMIT - 1), ACT_LIMIT - 1)
-        for i in (1, 2, 3):
-            acc = np.einsum("oc,chw->ohw", self.weights[i][:, :, 0, 0].astype(np.int64), x) + self.biases[i][:, None, None]
-            if i < 3:
-                x = _shift(acc, self.scale_bits[i]).clip(0, ACT_LIMIT - 1)
-        k = self.scale_bits[3]
-        new_mean = (np.asarray(mean, np.float32).astype(np.float64) + acc[:M] / 2.0 ** (k + FRACTION)).astype(np.float32)
-        new_index = scale_index_from_q8(index_log_scale_q8(index) + _shift(acc[M:], k))
-        return new_mean[:, ~anchor], new_index[:, ~anchor]
-
 
 def _anchors_q8(residual: np.ndarray, mean: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """The anchors' ŷ = round(y − μ) + μ in fixed point (8 fractional bits); zero at the non-anchors."""
     y = np.asarray(residual, np.int64) * 256 + mean_q8(mean)
     return np.where(anchor, y, 0).clip(-Y_LIMIT, Y_LIMIT)
-
-
-def _shift(acc: np.ndarray, k: int) -> np.ndarray:
-    """Rounding right shift (half up) of int64 values."""
-    return (acc + (1 << (k - 1) if k else 0)) >> k

@@ -121,11 +121,15 @@ def pchip(x: np.ndarray, y: np.ndarray, at: np.ndarray) -> np.ndarray:
     return h00 * y[k] + h10 * h * d[k] + h01 * y[k + 1] + h11 * h * d[k + 1]
 
 
-def bd_rate(anchor: list[tuple[float, float]], test: list[tuple[float, float]], samples: int = 4001) -> float:
+def bd_rate(
+    anchor: list[tuple[float, float]], test: list[tuple[float, float]], samples: int = 4001, min_psnr: float | None = None
+) -> float:
     """Bjøntegaard delta rate (%) of ``test`` against ``anchor``: negative means fewer bits.
 
     Points are (bpp, PSNR).  Log-rate is interpolated over PSNR with PCHIP and
-    averaged over the overlapping PSNR range; ``nan`` when the curves do not overlap.
+    averaged over the overlapping PSNR range, or only its part at or above
+    ``min_psnr`` (the qualities people use: full-range figures reward the very low
+    end, where JPEG falls apart); ``nan`` when the curves do not overlap there.
     """
     curves = []
     for points in (anchor, test):
@@ -138,7 +142,7 @@ def bd_rate(anchor: list[tuple[float, float]], test: list[tuple[float, float]], 
         if len(xs) < 2:
             return math.nan
         curves.append((np.array(xs), np.array(ys)))
-    lo = max(curves[0][0][0], curves[1][0][0])
+    lo = max(curves[0][0][0], curves[1][0][0], -math.inf if min_psnr is None else min_psnr)
     hi = min(curves[0][0][-1], curves[1][0][-1])
     if hi <= lo:
         return math.nan

@@ -12,19 +12,20 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from .entropy import FormatError, Tables, build_gaussian_tables, build_tables
+from .coders import coder_class, coder_tensor_prefixes, format_versions
+from .entropy import FormatError, Tables, build_tables
 from .integer import IntegerContext, IntegerHyperSynthesis
 from .model import AutoEncoder, Preset
 from .outputs import atomic_write
 
 FORMAT = "aecompress-model"
-FORMAT_VERSION = 3  # written for checkerboard models; hyperprior models are still written as 2, factorized as 1
-READABLE_VERSIONS = ("1", "2", "3")
+READABLE_VERSIONS = tuple(str(v) for v in format_versions())
 
 
 class ModelFileError(ValueError):
@@ -40,13 +41,26 @@ class LoadedModel:
     model_id: str
     metadata: dict = field(default_factory=dict)
     path: str = ""
-    gaussian: Tables | None = None  # hyperprior: one table per scale
-    hyper: IntegerHyperSynthesis | None = None  # hyperprior: the integer h_s
-    context: IntegerContext | None = None  # checkerboard: the integer context
+    parts: dict[str, Any] = field(default_factory=dict)  # the entropy model's own, by name (its coder's ``restore``)
 
     @property
     def qualities(self) -> int:
         return self.net.qualities
+
+    @property
+    def gaussian(self) -> Tables | None:
+        """Hyperprior: one table per scale."""
+        return self.parts.get("gaussian")
+
+    @property
+    def hyper(self) -> IntegerHyperSynthesis | None:
+        """Hyperprior: the integer h_s."""
+        return self.parts.get("hyper")
+
+    @property
+    def context(self) -> IntegerContext | None:
+        """Checkerboard: the integer context."""
+        return self.parts.get("context")
 
 
 def model_id_of(tensors: dict[str, torch.Tensor]) -> str:
@@ -70,22 +84,25 @@ def _without_subnormals(t: torch.Tensor) -> torch.Tensor:
     return torch.where(t.abs() < torch.finfo(torch.float32).tiny, torch.zeros_like(t), t)
 
 
-def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None = None) -> str:
-    """Build the tables, write ``path`` atomically, return the model id."""
+def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None = None, half: bool = False) -> str:
+    """Build the tables, write ``path`` atomically, return the model id.
+
+    ``half`` stores the float weights as float16 (half the file; how a model ships, see
+    docs/RELEASES.md).  The entropy tables and the integer networks are integers either
+    way, so the symbols a file decodes to do not depend on it; the id covers the stored
+    bytes, and encoder and decoder both compute with the stored values.
+    """
     net = net.cpu().eval()
-    tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    coder = coder_class(net.preset.entropy)
+    integer = coder.integer_modules  # stored once, as the integers that coding uses
+    dtype = torch.float16 if half else torch.float32
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items() if not k.startswith(integer)}
     tensors.update(build_tables(net.density).tensors())
-    if net.hyperprior:  # h_s is stored once, as the integers that coding uses
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("h_s.")}
-        tensors.update(build_gaussian_tables().tensors("gaussian"))
-        tensors.update(IntegerHyperSynthesis.from_float(net.h_s).tensors())
-    if net.checkerboard:  # so is the context
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("context.")}
-        tensors.update(IntegerContext.from_float(net.context).tensors())
+    tensors.update(coder.model_tensors(net))
     mid = model_id_of(tensors)
     metadata = {
         "format": FORMAT,
-        "format_version": str(format_version(net)),
+        "format_version": str(coder.format_version),
         "preset": json.dumps(net.preset.to_dict()),
         "model_id": mid,
         "training": json.dumps(training or {}),
@@ -117,26 +134,13 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     try:
         preset = Preset.from_dict(json.loads(metadata["preset"]))
         net = AutoEncoder(preset)
-        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", "gaussian.", "hyper_int.", "context_int."))}
+        coder = coder_class(preset.entropy)
         tables = Tables.from_tensors(tensors)
-        gaussian = hyper = context = None
-        if net.hyperprior:
-            gaussian = Tables.from_tensors(tensors, "gaussian")
-            hyper = IntegerHyperSynthesis.from_tensors(tensors)
-            expected = [tuple(c.weight.shape) for c in net.h_s.convs]
-            if [w.shape for w in hyper.weights] != expected:
-                raise FormatError("integer hyper-synthesis does not match the architecture")
-            hyper.to_float(net.h_s)
-            weights.update({f"h_s.{k}": v for k, v in net.h_s.state_dict().items()})
-        if net.checkerboard:
-            context = IntegerContext.from_tensors(tensors)
-            convs = [net.context.context, *net.context.params]
-            if [w.shape for w in context.weights] != [tuple(c.weight.shape) for c in convs]:
-                raise FormatError("integer context does not match the architecture")
-            context.to_float(net.context)
-            weights.update({f"context.{k}": v for k, v in net.context.state_dict().items()})
-        if metadata["format_version"] != str(format_version(net)):
+        parts = coder.restore(tensors, net)  # sets the net's integer-stored modules
+        if metadata["format_version"] != str(coder.format_version):
             raise FormatError(f"a {preset.entropy} model in a format-version-{metadata['format_version']} file")
+        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", *coder_tensor_prefixes()))}
+        weights.update({k: v for k, v in net.state_dict().items() if k.startswith(coder.integer_modules)})
         net.load_state_dict({k: _without_subnormals(v) for k, v in weights.items()}, strict=True)
     except (KeyError, RuntimeError, ValueError, FormatError) as exc:
         raise ModelFileError(f"{path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
@@ -146,12 +150,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     if tables.freqs.shape[0] != net.coded_channels * len(preset.lambdas):
         raise ModelFileError(f"{path}: entropy tables do not match the architecture")
     meta = {k: _maybe_json(v) for k, v in metadata.items()}
-    return LoadedModel(net.eval(), tables, mid, meta, str(path), gaussian, hyper, context)
-
-
-def format_version(net: AutoEncoder) -> int:
-    """The model file version a model is written in: the oldest that can hold it (older releases read it)."""
-    return 3 if net.checkerboard else 2 if net.hyperprior else 1
+    return LoadedModel(net.eval(), tables, mid, meta, str(path), parts)
 
 
 def _maybe_json(value: str):

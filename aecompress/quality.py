@@ -12,6 +12,10 @@ import math
 from decimal import Decimal, InvalidOperation
 
 STEPS = 100  # hundredths: the grid of qualities a file can record
+# Encoder effort (-e): optimizer steps spent refining an image's latent at each level (aecompress.refine).
+# 0 is the analysis transform alone.  Chosen by measurement: BENCHMARKS.md, "Encoder effort".
+EFFORT_STEPS = (0, 25, 60, 150)
+MAX_EFFORT = len(EFFORT_STEPS) - 1
 
 
 def parse_quality(value: int | float | str) -> int:
@@ -32,11 +36,6 @@ def parse_quality(value: int | float | str) -> int:
     if hundredths != hundredths.to_integral_value():
         raise ValueError(f"quality {value}: at most two decimals (qualities are recorded in hundredths, e.g. 5.37)")
     return int(hundredths)
-
-
-def level_of(hundredths: int) -> int:
-    """The integer level at or below the quality (its z tables, and the lower gain)."""
-    return hundredths // STEPS
 
 
 def fraction_of(hundredths: int) -> int:

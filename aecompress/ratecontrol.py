@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .codec import Codec, Encoded
+from .codec import Analysis, Codec, Encoded
 from .images import Picture
 from .metrics import psnr
 from .quality import STEPS, format_quality
@@ -81,7 +81,7 @@ class Choice:
     tried: int
 
 
-def choose(codec: Codec, picture: Picture, target: Target, reconstruct: bool = True) -> Choice:
+def choose(codec: Codec, picture: Picture, target: Target, reconstruct: bool = True, effort: int = 0) -> Choice:
     """Code ``picture`` at the best quality for ``target`` (see the module docstring).
 
     Size and bpp: a quality whose file is not over the target while the next hundredth's
@@ -91,8 +91,24 @@ def choose(codec: Codec, picture: Picture, target: Target, reconstruct: bool = T
     (the smallest such file); when the top level falls short, the top level, ``met``
     false.  ``reconstruct``: leave the chosen file's exact reconstruction in
     ``encoded.reconstruction`` (always there for a PSNR target).
+
+    With an encoder ``effort``, the latent is refined once, for the quality the plain
+    search chose, and the search runs again on the refined latent: a refined latent
+    suits its neighbouring qualities too, and one refinement costs far more than the
+    few codings of a search.
     """
     analysis = codec.analyze(picture)
+    if not effort:
+        return _search(codec, analysis, target, reconstruct)
+    plain = _search(codec, analysis, target, reconstruct=False)
+    choice = _search(codec, codec.refine(analysis, format_quality(plain.hundredths), effort), target, reconstruct)
+    choice.tried += plain.tried
+    return choice
+
+
+def _search(codec: Codec, analysis: Analysis, target: Target, reconstruct: bool) -> Choice:
+    """The bracketing search of ``choose`` over the qualities of one analysis."""
+    picture = analysis.picture
     grid = codec.grid()
     levels = [h for h in grid if h % STEPS == 0]
     if target.wants_psnr:  # "good" must hold on a prefix: order the qualities from the top down

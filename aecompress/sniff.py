@@ -10,7 +10,7 @@ import codecs
 import os
 from pathlib import Path
 
-AEC_MAGIC = b"\x89AEC"
+from .bitstream import MAGIC as AEC_MAGIC
 
 _SIGNATURES = [  # (offset, bytes, description)
     (0, AEC_MAGIC, "an aecompress image"),

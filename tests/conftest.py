@@ -18,6 +18,8 @@ import pytest
 from hypothesis import settings
 from PIL import Image
 
+from aecompress.training.config import TINY_RECIPE, as_options
+
 
 def _usable_cores() -> int:
     """Cores this process may run on (`taskset` shrinks it); aecompress.train's twin, without importing torch first."""
@@ -44,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "sample_data"
 SAMPLE_PHOTO = SAMPLE_DATA / "david-clode-Oq9JrJb6K7M.jpg"
 
-# Trains in a few seconds on one CPU core; the recipe of the brief.
-TINY_TRAIN = ["--preset", "tiny", "--batch-size", "8", "--patch-size", "64", "--lr", "3e-3"]
+# Trains in a few seconds on one CPU core: the demo's recipe, as `aecompress train` options.
+TINY_TRAIN = as_options(TINY_RECIPE)
 
 
 def _console_script() -> str:
@@ -137,6 +139,14 @@ def read_pixels(path: Path) -> tuple[str, np.ndarray]:
 def psnr_numpy(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_model_store(tmp_path_factory) -> Path:
+    """Tests never read or write the user's own model directory (the commands they start inherit this)."""
+    folder = tmp_path_factory.mktemp("user-models")
+    os.environ["AECOMPRESS_MODELS"] = str(folder)
+    return folder
 
 
 def _train(out: Path, *extra: str) -> Path:

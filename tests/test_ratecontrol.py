@@ -487,10 +487,10 @@ def test_cli_target_usage_errors(tmp_path, tiny_hp_model, photo_png, args):
 
 
 def test_size_suffixes_are_powers_of_1024():
-    from aecompress.cli import _parse_bytes
+    from aecompress.cli.options import parse_bytes
 
-    assert _parse_bytes("50k") == 51200 and _parse_bytes("1.5M") == 1572864 and _parse_bytes("777") == 777
-    assert _parse_bytes("2KiB") == 2048 and _parse_bytes("2kb") == 2048
+    assert parse_bytes("50k") == 51200 and parse_bytes("1.5M") == 1572864 and parse_bytes("777") == 777
+    assert parse_bytes("2KiB") == 2048 and parse_bytes("2kb") == 2048
     for bad in ("inf", "nan", "-5", "0", "k"):
         with pytest.raises(ValueError):
-            _parse_bytes(bad)
+            parse_bytes(bad)

@@ -1,0 +1,183 @@
+"""``aecompress decode``: .aec files into images."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ..bitstream import MAGIC
+from .app import Failure, main
+from .io import Outputs, display, flush_subnormals, load_model, run_batch
+from .options import io_options, pixel_limit, set_threads
+from .report import Reporter, Totals, shown_output, timings_line
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option(
+    "--format",
+    "fmt",
+    default="png",
+    show_default=True,
+    help="Image format for -d, -c and stdout (png, jpg, webp, tiff, bmp, ppm…); -o follows its extension.",
+)
+@io_options
+def decode(inputs, fmt, model, output, outdir, stdout, force, as_json, quiet, verbose, max_pixels, threads):
+    """Decompress .aec files into images.
+
+    INPUT is a .aec file or '-' for stdin.  Without -o/-d/-c, x.aec is written to
+    x.decoded.png (see --format) beside it, never to x.png, which is usually the
+    original image; -d DIR writes DIR/x.png; stdin goes to stdout.
+    """
+    from ..codec import Codec
+
+    set_threads(threads)
+    suffix = "." + fmt.lower().lstrip(".")
+    default_fmt = _check_formats(suffix, output)
+    outputs = Outputs(inputs, output, outdir, stdout, force, suffix, beside=".decoded" + suffix)
+    codecs = _Codecs(pixel_limit(max_pixels), Codec(load_model(model), pixel_limit(max_pixels)) if model else None)
+    reporter = Reporter(as_json, quiet, verbose, outputs.to_stdout, len(inputs))
+    totals = Totals()
+    status = run_batch(inputs, outputs, reporter, _Decoder(codecs, default_fmt, verbose, outputs, reporter, totals))
+    reporter.close(totals.summary("decoded", len(inputs)))
+    sys.exit(status)
+
+
+def _check_formats(suffix: str, output: str | None) -> str:
+    """--format and the extension of -o FILE, checked before any work; returns --format's image format."""
+    from ..images import ImageError, format_for
+
+    try:
+        default_fmt = format_for(suffix)
+    except ImageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--format") from None
+    if output not in (None, "-"):
+        try:
+            format_for(Path(output).suffix)
+        except ImageError as exc:
+            raise click.BadParameter(str(exc), param_hint="-o/--output") from None
+    return default_fmt
+
+
+@dataclass
+class _Codecs:
+    """-m's model for every file, or else the model each file names, found by id in the model store (and kept)."""
+
+    max_pixels: int
+    fixed: object | None = None
+    by_id: dict = field(default_factory=dict)
+
+    def for_file(self, name: str, data: bytes):
+        from ..bitstream import ContainerError, read_header
+        from ..codec import Codec, load_model
+        from ..modelfile import ModelFileError
+
+        if self.fixed is not None:
+            return self.fixed
+        try:
+            model_id = read_header(data).model_id
+        except ContainerError as exc:
+            raise Failure(display(name), _not_aec_reason(data, str(exc))) from None
+        if model_id not in self.by_id:
+            flush_subnormals()
+            try:
+                self.by_id[model_id] = Codec(load_model(model_id), self.max_pixels)
+            except ModelFileError as exc:
+                raise Failure(display(name), str(exc)) from None
+        return self.by_id[model_id]
+
+
+@dataclass
+class _Decoder:
+    """``work`` for run_batch: decode one file, write its image, report it and add it to the totals."""
+
+    codecs: _Codecs
+    default_fmt: str  # the image format of outputs without an extension to follow (stdout)
+    verbose: int
+    outputs: Outputs
+    reporter: Reporter
+    totals: Totals
+
+    def __call__(self, name: str, data: bytes, target: str) -> None:
+        from ..codec import DecodeError
+        from ..images import encode_picture, format_for
+
+        started = time.perf_counter()
+        if not data:
+            raise Failure(display(name), "empty file")
+        try:
+            decoded = self.codecs.for_file(name, data).decode(data)
+        except DecodeError as exc:
+            raise Failure(display(name), _not_aec_reason(data, str(exc))) from None
+        fmt_out = self.default_fmt if target == "-" else format_for(Path(target).suffix)
+        image_bytes, notes = encode_picture(decoded.picture, fmt_out)
+        if fmt_out == "GIF":
+            notes.append("GIF holds at most 256 colours: the image was reduced to a palette (use PNG for the exact pixels)")
+        for note in notes:
+            self.reporter.warn(name, note)
+        self.outputs.write(name, target, image_bytes)
+        seconds = time.perf_counter() - started
+        record = _record(name, data, target, decoded, image_bytes, seconds)
+        if self.verbose:
+            record["timings"] = {k: round(v, 5) for k, v in decoded.timings.items()}
+        self.reporter.report(record, _line(record, decoded.header, seconds))
+        self.reporter.detail(timings_line(decoded.timings))
+        self.totals.add(len(data), len(image_bytes), record["bpp"])
+
+
+def _record(name: str, data: bytes, target: str, decoded, image_bytes: bytes, seconds: float) -> dict:
+    from ..metrics import bpp, ratio
+    from ..quality import quality_value
+
+    h = decoded.header
+    n = len(data)
+    return {
+        "input": display(name),
+        "output": shown_output(target),
+        "width": h.width,
+        "height": h.height,
+        "channels": h.channels,
+        "quality": quality_value(h.hundredths),
+        "bytes": n,
+        "bpp": round(bpp(n, h.width, h.height), 5),
+        "ratio": round(ratio(h.width * h.height * h.channels, n), 3),
+        "output_bytes": len(image_bytes),
+        "output_mode": _written_mode(image_bytes),
+        "psnr": None,
+        "seconds": round(seconds, 4),
+        "model_id": h.model_id,
+    }
+
+
+def _line(record: dict, h, seconds: float) -> str:
+    """One decoded file, as a person reads it."""
+    from ..quality import format_quality
+
+    return (
+        f"{record['input']} -> {record['output']}: {h.width}x{h.height} {record['output_mode']}, {record['bytes']:,} bytes, "
+        f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{format_quality(h.hundredths)}, {seconds:.2f} s"
+    )
+
+
+def _not_aec_reason(data: bytes, reason: str) -> str:
+    """A decode error; for a file that is not .aec at all, say what it is instead."""
+    from ..sniff import describe, is_image
+
+    kind = describe(data[:64]) if data[:4] != MAGIC else None
+    if kind is None:
+        return reason
+    return f"{kind}, not an aecompress file" + (" (compress it with `aecompress encode`)" if is_image(kind) else "")
+
+
+def _written_mode(image_bytes: bytes) -> str:
+    """The mode of the image file as written (alpha dropped for JPEG, a palette for GIF), read back from its header."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image_bytes)) as im:
+        return im.mode

@@ -1,0 +1,100 @@
+"""What every latent coder does: the one place that knows an entropy model's kind.
+
+A ``Codec`` runs the transforms, the gains and the container; in between, the latents
+of one quality become a payload section and back, and how depends on the entropy
+model (a factorized prior, a hyperprior, a context).  Each kind is one ``LatentCoder``
+subclass, registered by its ``Preset.entropy`` name in ``aecompress.coders``.  A model
+file asks the same class which tensors it stores beyond the float weights and the
+factorized tables (which every kind has), and how to rebuild its parts from them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from ..entropy import StreamDecoder, StreamEncoder, SymbolCoder
+
+if TYPE_CHECKING:
+    from ..model import AutoEncoder, Preset
+    from ..modelfile import LoadedModel
+
+Latents = TypeVar("Latents")  # what ``quantize`` hands the other steps: the symbols to code and what forms ŷ
+
+
+class LatentCoder(ABC, Generic[Latents]):
+    """One entropy model's coding of the latents; built once per ``Codec`` from a loaded model.
+
+    The encoder calls ``quantize``, then ``encode`` (and ``estimate_bits`` or ``bit_map``),
+    then ``dequantize``; the decoder calls ``decode``, which must return the same ŷ.
+    """
+
+    entropy: ClassVar[str]  # the ``Preset.entropy`` this class codes
+    format_version: ClassVar[int]  # of its model files and ``.aec`` files: the oldest that can hold it (older releases read it)
+    fractional: ClassVar[bool] = False  # qualities between levels: only if its tables do not depend on the gains
+    integer_modules: ClassVar[tuple[str, ...]] = ()  # state-dict prefixes stored as integers instead of floats
+    tensor_prefixes: ClassVar[tuple[str, ...]] = ()  # names of the tensors ``model_tensors`` adds
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.net = model.net
+        self._symbol_coders: dict[int, SymbolCoder] = {}
+
+    @classmethod
+    @abstractmethod
+    def describe(cls, preset: Preset) -> str:
+        """The entropy model in words, for ``info`` and error messages ("factorized prior")."""
+
+    @classmethod
+    def model_tensors(cls, net: AutoEncoder) -> dict[str, torch.Tensor]:
+        """Tensors a model file holds for this coder (coding must not depend on float arithmetic)."""
+        return {}
+
+    @classmethod
+    def restore(cls, tensors: dict[str, torch.Tensor], net: AutoEncoder) -> dict[str, Any]:
+        """Read and check ``model_tensors``' output; set ``net``'s ``integer_modules`` from it; return the parts.
+
+        The parts become ``LoadedModel.parts``.  Any inconsistency raises (``FormatError``, ``KeyError``).
+        """
+        return {}
+
+    def symbol_coder(self, level: int) -> SymbolCoder:
+        """Coder of the factorized part at an integer level: y's channels, or z's with a hyperprior."""
+        if level not in self._symbol_coders:
+            C = self.net.coded_channels
+            self._symbol_coders[level] = SymbolCoder(self.model.tables, np.arange((level - 1) * C, level * C))
+        return self._symbol_coders[level]
+
+    def factorized_bits(self, symbols: torch.Tensor, level: int) -> torch.Tensor:
+        """−log₂ p of symbols (1, C, h, w) under the level's factorized density (continuous, as trained)."""
+        return -torch.log2(self.net.density.likelihood(symbols, self.net.channel_index(torch.tensor([level - 1]))))
+
+    @abstractmethod
+    def quantize(self, y: torch.Tensor, level: int) -> Latents:
+        """y · gain (1, M, h, w) → what will be coded; may overwrite ``y`` (memory for huge images).
+
+        Runs the coder's own networks, so its time counts as the transform's.
+        """
+
+    @abstractmethod
+    def encode(self, stream: StreamEncoder, latents: Latents, level: int) -> None:
+        """Append the latents' symbols to the payload."""
+
+    @abstractmethod
+    def estimate_bits(self, latents: Latents, level: int) -> float:
+        """The model's own −Σ log₂ p of the coded symbols."""
+
+    @abstractmethod
+    def bit_map(self, latents: Latents, level: int) -> np.ndarray:
+        """−log₂ p at each latent position (h, w), float64, side information spread over what it predicts."""
+
+    @abstractmethod
+    def dequantize(self, latents: Latents) -> torch.Tensor:
+        """ŷ (1, M, h, w) exactly as ``decode`` forms it; may reuse the latents' memory, so call it last."""
+
+    @abstractmethod
+    def decode(self, stream: StreamDecoder, level: int, h: int, w: int, keep: dict[str, np.ndarray]) -> torch.Tensor:
+        """The payload's symbols → ŷ (1, M, h, w), from integers only; ``keep`` receives the decoded integers."""

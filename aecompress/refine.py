@@ -1,0 +1,137 @@
+"""Encoder effort: optimize one image's latent for its own rate + λ·distortion before coding.
+
+The analysis transform is trained to be good on average; for one image, gradient
+descent on the latent finds a better point for the same decoder (Yang, Bamler &
+Mandt 2020, "Improving inference for neural image compression").  Rounding is
+replaced by stochastic Gumbel soft rounding whose temperature anneals towards hard
+rounding (their SGA), so the optimizer sees which integer each symbol will become.
+
+Only the encoder's choice of symbols changes: the result is snapped to μ + integer
+and coded through the exact integer path, so files written at any effort decode
+bit-exactly with every decoder and need no new format.  Models with a hyperprior
+only (the factorized prior's levels have no in-between to search).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .entropy import gaussian_likelihood
+from .model import DOWNSAMPLING, AutoEncoder, _round_ste
+
+LEARNING_RATE = 2e-2
+TAU_START, TAU_END = 0.5, 0.2
+# Latent tiles refined one at a time (with a margin of context), so memory stays bounded on big photos.
+TILE, MARGIN = 64, 4
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the refinement optimizes for: a level's λ (interpolated geometrically between levels)."""
+
+    level: int  # 0-based
+    t: float  # fraction of the way to the next level
+    lam: float
+
+
+def target(net: AutoEncoder, level: int, t: float) -> Target:
+    lambdas = net.preset.lambdas
+    lam = lambdas[level] if t == 0 else math.exp((1 - t) * math.log(lambdas[level]) + t * math.log(lambdas[level + 1]))
+    return Target(level, t, lam)
+
+
+def soft_round(v: Tensor, tau: float) -> Tensor:
+    """Gumbel soft rounding (SGA): a stochastic blend of floor and ceil that hardens as ``tau`` → 0."""
+    floor = torch.floor(v).detach()
+    r = (v - floor).clamp(1e-6, 1 - 1e-6)
+    logits = torch.stack([-torch.atanh(r) / tau, -torch.atanh(1 - r) / tau], dim=-1)
+    up = torch.nn.functional.gumbel_softmax(logits, tau=1.0, hard=False)[..., 1]
+    return floor + up
+
+
+def _rate_and_mean(net: AutoEncoder, y: Tensor, level: int, rounding) -> tuple[Tensor, Tensor, Tensor]:
+    """Bits of (ẑ, ŷ) with ``rounding`` on y's residuals, and ŷ itself; ẑ is rounded straight-through."""
+    quality = torch.tensor([level])
+    z_hat = _round_ste(net.h_a(y))
+    z_bits = -torch.log2(net.density.likelihood(z_hat, net.channel_index(quality))).sum()
+    mean, log_scale = net.hyper_parameters(z_hat, y.shape[2], y.shape[3])
+    if net.checkerboard:
+        mean, log_scale = net.with_context(y, mean, log_scale)
+    residual = rounding(y - mean)
+    y_bits = -torch.log2(gaussian_likelihood(residual, log_scale)).sum()
+    return z_bits + y_bits, mean + residual, mean
+
+
+def _inverse_gain(net: AutoEncoder, goal: Target) -> Tensor:
+    return net.gains(goal.level, goal.t)[1][None, :, None, None]
+
+
+def refine_tile(net: AutoEncoder, x: Tensor, y: Tensor, goal: Target, steps: int, low_precision: bool = False) -> Tensor:
+    """``steps`` of Adam on a (1, M, h, w) latent ``y`` for rate + λ·255²·MSE against ``x`` (1, 3, 16h, 16w)."""
+    y = y.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([y], lr=LEARNING_RATE)
+    inverse_gain = _inverse_gain(net, goal)
+    pixels = x.shape[2] * x.shape[3]
+    for step in range(steps):
+        tau = TAU_START * (TAU_END / TAU_START) ** (step / max(1, steps - 1))
+        bits, y_hat, _ = _rate_and_mean(net, y, goal.level, lambda v, tau=tau: soft_round(v, tau))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            x_hat = net.g_s(y_hat * inverse_gain)
+        mse = torch.mean((x_hat.float() - x) ** 2)
+        loss = bits / pixels + goal.lam * 255**2 * mse
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return y.detach()
+
+
+def snap(net: AutoEncoder, y: Tensor, goal: Target, rounds: int = 2) -> Tensor:
+    """μ + round(y − μ) with μ from y's own ẑ: the symbols coding will choose, fixed against ẑ moving."""
+    with torch.no_grad():
+        for _ in range(rounds):
+            _, y, _ = _rate_and_mean(net, y, goal.level, torch.round)
+    return y
+
+
+def refine(net: AutoEncoder, rgb: Tensor, y: Tensor, goal: Target, steps: int, low_precision: bool = False) -> Tensor:
+    """The refined latent of a whole picture: ``rgb`` (3, H, W) in [0, 1], ``y`` the gained analysis (1, M, h, w).
+
+    Tiles of TILE latents (plus MARGIN on each side for context) are refined one at a
+    time, so a 24 MP photo needs no more memory than a 1 MP one.
+    """
+    if steps <= 0 or not net.hyperprior:
+        return y
+    _, h, w = y.shape[1:]
+    s = DOWNSAMPLING
+    H, W = rgb.shape[1:]
+    rows = torch.clamp(torch.arange(h * s), max=H - 1)
+    cols = torch.clamp(torch.arange(w * s), max=W - 1)
+    padded = rgb[:, rows][:, :, cols][None]  # edges replicated, as the analysis saw them
+    out = y.clone()
+    params = [p for p in net.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            for i in range(0, h, TILE):
+                for j in range(0, w, TILE):
+                    oi = slice(max(0, i - MARGIN), min(h, i + TILE + MARGIN))
+                    oj = slice(max(0, j - MARGIN), min(w, j + TILE + MARGIN))
+                    tile = refine_tile(
+                        net,
+                        padded[:, :, oi.start * s : oi.stop * s, oj.start * s : oj.stop * s],
+                        y[:, :, oi, oj],
+                        goal,
+                        steps,
+                        low_precision,
+                    )
+                    ci, cj = slice(i, min(h, i + TILE)), slice(j, min(w, j + TILE))
+                    out[:, :, ci, cj] = tile[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
+            return snap(net, out, goal)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
