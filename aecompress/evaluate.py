@@ -21,7 +21,7 @@ from PIL import Image
 from . import baselines
 from .codec import Codec, load_model
 from .data import find_images
-from .images import Picture, read_image
+from .images import ImageError, Picture, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
 from .outputs import atomic_write
@@ -57,6 +57,7 @@ class Evaluation:
     images: list[str]
     points: list[Point] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # name → model id of each learned model
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, why) of each image that could not be read
 
     def curve(self, codec: str) -> list[tuple[float, float]]:
         return [(p.bpp, p.psnr) for p in self.points if p.codec == codec]
@@ -76,6 +77,7 @@ class Evaluation:
         codecs = self.codecs()
         return {
             "images": self.images,
+            "skipped": [{"image": name, "reason": reason} for name, reason in self.skipped],
             "models": self.models,
             "points": [p.to_dict() for p in self.points],
             "bd_rate": {anchor: {k: _round(v) for k, v in self.bd_rates(anchor).items()} for anchor in codecs},
@@ -92,73 +94,110 @@ def _round(value: float) -> float | None:
 
 
 def evaluate(
-    folder: Path,
+    source: Path | list[Path],
     models: dict[str, LoadedModel],
     codecs: list[str],
     measure_ms_ssim: bool = True,
-    progress: Callable[[int], None] | None = None,
-    qualities: list[int] | None = None,
+    progress: Callable[[Path, str | None], None] | None = None,
+    qualities: list[int | float] | None = None,
     jobs: int = 1,
     ceiling: bool = False,
+    step: Callable[[str], None] | None = None,
 ) -> Evaluation:
-    """Encode every image of ``folder`` with each model and each baseline, at every setting.
+    """Encode every image of ``source`` (a folder, or a list of image files) with each model and each baseline, at every setting.
 
-    ``models`` maps a display name to a model; ``jobs > 1`` spreads the images over
-    that many processes (one thread each).  ``ceiling`` also measures each model's
-    transforms alone (ŷ = y, no rounding): the PSNR its curve could reach with an
-    infinite rate.  A low ceiling means undertrained transforms; a curve far below
-    a good ceiling means a weak entropy model or rate trade-off.
+    ``models`` maps a display name to a model; ``qualities`` are the models' qualities as
+    ``-q`` takes them (5, 5.5; default: every level).  ``jobs > 1`` spreads the images over
+    that many processes (one thread each).  ``progress(path, reason)`` is called as each
+    image is done (``reason``: why it was skipped, an image that cannot be read), and with
+    one process ``step(label)`` after each setting of each codec.  ``ceiling`` also measures
+    each model's transforms alone (ŷ = y, no rounding): the PSNR its curve could reach with
+    an infinite rate.  A low ceiling means undertrained transforms; a curve far below a
+    good ceiling means a weak entropy model or rate trade-off.  When no image can be read,
+    the result has no points (and every image in ``skipped``).
     """
-    paths = find_images(folder)
+    paths = find_images(source) if isinstance(source, Path) else list(source)
     if not paths:
-        raise ValueError(f"{folder}: no images found")
-    result = Evaluation([p.name for p in paths], models={name: m.model_id for name, m in models.items()})
-    plan = tuple((name, m.path, tuple(qualities or range(1, m.qualities + 1))) for name, m in models.items())
-    task = partial(_evaluate_image, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling)
+        raise ValueError(f"{source}: no images found")
+    result = Evaluation([], models={name: m.model_id for name, m in models.items()})
+    plan = _plan(models, qualities)
+    task = partial(_evaluate_or_skip, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling)
     rows: dict[tuple[str, float], list[tuple]] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
-            for image_rows in pool.map(task, paths):
-                _merge(rows, image_rows, progress)
+            for path, done in zip(paths, pool.map(task, paths), strict=True):
+                _merge(rows, result, path, done, progress)
     else:
         for path in paths:
-            _merge(rows, task(path), progress)
+            _merge(rows, result, path, task(path, step=step), progress)
     for (name, setting), values in rows.items():
-        arr = np.array([[v if v is not None else np.nan for v in row] for row in values], dtype=np.float64)
-        mean = arr.mean(axis=0)
-        has_ceiling = len(mean) > 5 and not np.isnan(mean[5])
-        result.points.append(
-            Point(
-                name,
-                setting,
-                float(mean[0]),
-                float(mean[1]),
-                None if np.isnan(mean[2]) else float(mean[2]),
-                float(mean[3] * 1000),
-                float(mean[4] * 1000),
-                len(values),
-                float(mean[5]) if has_ceiling else None,
-            )
-        )
+        result.points.append(_mean_point(name, setting, values))
     order = [*models, *codecs]  # a model's rows by quality, a baseline's by rate (JPEG 2000's setting is a ratio)
     result.points.sort(key=lambda p: (order.index(p.codec), p.setting if p.codec in models else p.bpp))
     return result
+
+
+def _plan(models: dict[str, LoadedModel], qualities: list[int | float] | None) -> tuple:
+    """(name, model file, qualities) of each model: what every image is coded with."""
+    return tuple((name, m.path, tuple(qualities or range(1, m.qualities + 1))) for name, m in models.items())
+
+
+def steps_per_image(models: dict[str, LoadedModel], codecs: list[str], qualities: list[int | float] | None = None) -> int:
+    """How many settings each image is coded at: every model quality and every baseline setting."""
+    return sum(len(q) for _, _, q in _plan(models, qualities)) + sum(len(baselines.BASELINES[c].settings) for c in codecs)
+
+
+def _mean_point(name: str, setting: float, values: list[tuple]) -> Point:
+    """The mean over the images of one codec at one setting."""
+    arr = np.array([[v if v is not None else np.nan for v in row] for row in values], dtype=np.float64)
+    mean = arr.mean(axis=0)
+    has_ceiling = len(mean) > 5 and not np.isnan(mean[5])
+    return Point(
+        name,
+        setting,
+        float(mean[0]),
+        float(mean[1]),
+        None if np.isnan(mean[2]) else float(mean[2]),
+        float(mean[3] * 1000),
+        float(mean[4] * 1000),
+        len(values),
+        float(mean[5]) if has_ceiling else None,
+    )
 
 
 def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _merge(rows: dict, image_rows: dict, progress) -> None:
-    for key, row in image_rows.items():
-        rows.setdefault(key, []).append(row)
+def _merge(rows: dict, result: Evaluation, path: Path, done: tuple[dict, str | None], progress) -> None:
+    image_rows, reason = done
+    if reason is None:
+        result.images.append(path.name)
+        for key, row in image_rows.items():
+            rows.setdefault(key, []).append(row)
+    else:
+        result.skipped.append((str(path), reason))
     if progress:
-        progress(1)
+        progress(path, reason)
 
 
-def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool, ceiling: bool = False) -> dict:
+def _evaluate_or_skip(path: Path, step=None, **plan) -> tuple[dict, str | None]:
+    """``_evaluate_image``'s rows and None, or no rows and why the image cannot be read (it is skipped, not fatal)."""
+    try:
+        data = path.read_bytes()
+        picture = read_image(data, str(path))
+    except ImageError as exc:
+        return {}, str(exc)
+    except OSError as exc:
+        return {}, exc.strerror or str(exc)
+    return _evaluate_image(path, picture=picture, step=step, **plan), None
+
+
+def _evaluate_image(
+    path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool, ceiling: bool = False, picture: Picture | None = None, step=None
+) -> dict:
     """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec[, ceiling psnr])}."""
-    picture = read_image(path.read_bytes(), str(path))
+    picture = picture if picture is not None else read_image(path.read_bytes(), str(path))
     rgb = picture.rgb()
     pixels = picture.width * picture.height
     rows = {}
@@ -174,6 +213,8 @@ def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: 
             rows[(name, q)] = _measure(rgb, out, len(enc.data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
             if ceiling:
                 rows[(name, q)] += (min(psnr(rgb, codec.transform_only(source, q)), 100.0),)
+            if step:
+                step(f"{path.name}: {name} q{q:g}")
     image = Image.fromarray(rgb)
     for name in codecs:
         for setting in baselines.BASELINES[name].settings:
@@ -183,6 +224,8 @@ def _evaluate_image(path: Path, models: tuple, codecs: list[str], with_ms_ssim: 
             out = baselines.decode(data)
             t2 = time.perf_counter()
             rows[(name, setting)] = _measure(rgb, out, len(data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
+            if step:
+                step(f"{path.name}: {name} {setting:g}")
     return rows
 
 
@@ -198,7 +241,8 @@ def _measure(ref: np.ndarray, out: np.ndarray, n_bytes: int, pixels: int, t_enc:
 
 def format_table(ev: Evaluation, anchor: str = "jpeg") -> str:
     ids = ", ".join(f"{name} = model {mid}" for name, mid in ev.models.items())
-    lines = [f"{len(ev.images)} images" + (f"; {ids}" if ids else ""), ""]
+    skipped = f" ({len(ev.skipped)} unreadable skipped)" if ev.skipped else ""
+    lines = [f"{len(ev.images)} images{skipped}" + (f"; {ids}" if ids else ""), ""]
     width = max([11, *(len(c) + 1 for c in ev.codecs())])
     ceiling = any(p.ceiling_psnr is not None for p in ev.points)
     extra = f" {'ceiling':>8}" if ceiling else ""
@@ -263,25 +307,69 @@ def plot_format(path: Path) -> str:
     return fmt
 
 
+@dataclass
+class PlotView:
+    """What an RD plot shows: its axes fitted to the data, and the curves that lie entirely outside them."""
+
+    bpp: tuple[float, float]
+    psnr: tuple[float, float]
+    ms_ssim: tuple[float, float] | None  # in dB, -10·log10(1 − MS-SSIM); None without MS-SSIM
+    outside: list[str]  # codecs with no point in the bpp range: not drawn
+
+
+def _ssim_db(p: Point) -> float:
+    return float(-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))))
+
+
+def _span(values: list[float]) -> tuple[float, float]:
+    """A range around ``values`` with a margin of 5% (at least 0.5)."""
+    low, high = min(values), max(values)
+    pad = max(0.05 * (high - low), 0.5)
+    return low - pad, high + pad
+
+
+def plot_view(ev: Evaluation) -> PlotView:
+    """The x axis from 0 to the models' highest bpp (every point without a model), plus 5%;
+    the y axes fitted to the points within it; a curve with no point within it is listed as outside."""
+    ours = [p for p in ev.points if p.codec in ev.models] or ev.points
+    top = 1.05 * max(p.bpp for p in ours)
+    shown = [p for p in ev.points if p.bpp <= top]
+    has_ssim = any(p.ms_ssim is not None for p in shown)
+    return PlotView(
+        (0.0, top),
+        _span([p.psnr for p in shown]),
+        _span([_ssim_db(p) for p in shown if p.ms_ssim is not None]) if has_ssim else None,
+        [c for c in ev.codecs() if not any(p.codec == c for p in shown)],
+    )
+
+
 def plot_image(ev: Evaluation, fmt: str = "png", title: str = "") -> bytes:
-    """RD curves (PSNR and MS-SSIM over bpp) as the bytes of an image file; needs matplotlib."""
+    """RD curves (PSNR and MS-SSIM over bpp) as the bytes of an image file; needs matplotlib.
+
+    The axes are fitted to the models' points and the baselines' points within their rate
+    (``plot_view``); a curve entirely outside is left out of the plot and its legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    has_ssim = any(p.ms_ssim is not None for p in ev.points)
+    view = plot_view(ev)
+    has_ssim = view.ms_ssim is not None
     fig, axes = plt.subplots(1, 2 if has_ssim else 1, figsize=(12 if has_ssim else 7, 5), squeeze=False)
     for name in ev.codecs():
+        if name in view.outside:
+            continue
         pts = [p for p in ev.points if p.codec == name]
         style = dict(marker="o", linewidth=2.5 if name in ev.models else 1.2, markersize=4)
         label = _plain(name)
         axes[0][0].plot([p.bpp for p in pts], [p.psnr for p in pts], label=label, **style)
         if has_ssim:
-            axes[0][1].plot([p.bpp for p in pts], [-10 * np.log10(max(1e-10, 1 - (p.ms_ssim or 0))) for p in pts], label=label, **style)
-    axes[0][0].set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=_plain(title) or "Rate–distortion", xlim=(0, 2.0))
+            axes[0][1].plot([p.bpp for p in pts], [_ssim_db(p) for p in pts], label=label, **style)
+    axes[0][0].set(
+        xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=_plain(title) or "Rate–distortion", xlim=view.bpp, ylim=view.psnr
+    )
     if has_ssim:
-        axes[0][1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM", xlim=(0, 2.0))
+        axes[0][1].set(xlabel="bits per pixel", ylabel="MS-SSIM (dB)", title="MS-SSIM", xlim=view.bpp, ylim=view.ms_ssim)
     for ax in axes[0]:
         ax.grid(alpha=0.3)
         ax.legend()

@@ -150,6 +150,29 @@ def read_image(data: bytes, name: str = "<stdin>", max_pixels: int = DEFAULT_MAX
         Image.MAX_IMAGE_PIXELS = previous
 
 
+def unreadable_reason(path) -> str | None:
+    """Why the image file at ``path`` cannot be read, from its header alone (None when it opens), in ``read_image``'s words."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with open(path, "rb") as fh:
+            if not fh.read(1):
+                return "empty file"
+            fh.seek(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                Image.open(fh).close()
+    except UnidentifiedImageError:
+        return "not an image file (or a format Pillow cannot read)"
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.strerror:  # the file itself: permission denied, …
+            return exc.strerror
+        return f"cannot decode image: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+    return None
+
+
 FORMATS = {  # output suffix → Pillow format
     ".png": "PNG",
     ".jpg": "JPEG",

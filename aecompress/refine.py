@@ -25,6 +25,7 @@ from .model import DOWNSAMPLING, AutoEncoder, _round_ste
 
 LEARNING_RATE = 2e-2
 TAU_START, TAU_END = 0.5, 0.2
+SEED = 0  # the rounding noise is seeded: encoding is reproducible
 # Latent tiles refined one at a time (with a margin of context), so memory stays bounded on big photos.
 TILE, MARGIN = 64, 4
 
@@ -44,12 +45,16 @@ def target(net: AutoEncoder, level: int, t: float) -> Target:
     return Target(level, t, lam)
 
 
-def soft_round(v: Tensor, tau: float) -> Tensor:
-    """Gumbel soft rounding (SGA): a stochastic blend of floor and ceil that hardens as ``tau`` → 0."""
+def soft_round(v: Tensor, tau: float, generator: torch.Generator) -> Tensor:
+    """Gumbel soft rounding (SGA): a stochastic blend of floor and ceil that hardens as ``tau`` → 0.
+
+    The noise comes from ``generator``: the same image gives the same file every time.
+    """
     floor = torch.floor(v).detach()
     r = (v - floor).clamp(1e-6, 1 - 1e-6)
     logits = torch.stack([-torch.atanh(r) / tau, -torch.atanh(1 - r) / tau], dim=-1)
-    up = torch.nn.functional.gumbel_softmax(logits, tau=1.0, hard=False)[..., 1]
+    uniform = torch.rand(logits.shape, generator=generator).clamp_(1e-10, 1 - 1e-7)
+    up = torch.softmax(logits - torch.log(-torch.log(uniform)), dim=-1)[..., 1]
     return floor + up
 
 
@@ -74,11 +79,12 @@ def refine_tile(net: AutoEncoder, x: Tensor, y: Tensor, goal: Target, steps: int
     """``steps`` of Adam on a (1, M, h, w) latent ``y`` for rate + λ·255²·MSE against ``x`` (1, 3, 16h, 16w)."""
     y = y.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([y], lr=LEARNING_RATE)
+    generator = torch.Generator().manual_seed(SEED)
     inverse_gain = _inverse_gain(net, goal)
     pixels = x.shape[2] * x.shape[3]
     for step in range(steps):
         tau = TAU_START * (TAU_END / TAU_START) ** (step / max(1, steps - 1))
-        bits, y_hat, _ = _rate_and_mean(net, y, goal.level, lambda v, tau=tau: soft_round(v, tau))
+        bits, y_hat, _ = _rate_and_mean(net, y, goal.level, lambda v, tau=tau: soft_round(v, tau, generator))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             x_hat = net.g_s(y_hat * inverse_gain)
         mse = torch.mean((x_hat.float() - x) ** 2)

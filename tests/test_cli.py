@@ -247,7 +247,7 @@ def test_output_onto_its_own_input_is_refused_even_with_force(pair, tiny_model, 
     src = tmp_path / "same.png"
     shutil.copyfile(pair.src, src)
     line = assert_one_line_failure(run("encode", "-m", tiny_model, src, "-o", src, "-f"))
-    assert "input" in line
+    assert line == f"aecompress: error: {src}: output would overwrite the input"  # one prefix, not two
     assert sha256(src) == sha256(pair.src)
 
 
@@ -325,6 +325,72 @@ def test_batch_with_broken_files_keeps_going(tiny_model, tmp_path):
     assert len(reports) == 8
     assert sorted(p.name for p in out.iterdir()) == sorted(f"img{i}.aec" for i in range(8))
     assert not [p for p in out.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_a_batch_where_every_file_fails_still_ends_with_its_summary(tiny_model, tmp_path, command):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image\n")
+    proc = run(command, "-m", tiny_model, tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "missing.png", "-d", tmp_path / "out")
+    assert proc.returncode == 1 and b"Traceback" not in proc.stderr
+    lines = err_lines(proc)
+    assert len(lines) == 4, lines
+    assert lines[-1] == f"0 of 3 files {command}d"
+
+
+def test_the_reported_time_is_the_coding_alone(pair, tiny_model, tmp_path):
+    enc = run("encode", "-m", tiny_model, pair.src, "-o", tmp_path / "t.aec", "--json")
+    dec = run("decode", "-m", tiny_model, tmp_path / "t.aec", "-o", tmp_path / "t.png", "--json")
+    for proc in (enc, dec):
+        (record,) = json_lines(proc.stdout)
+        assert 0 < record["coding_seconds"] <= record["seconds"]
+    assert re.search(r", \d+\.\d\d s encoding$", err_lines(run("encode", "-m", tiny_model, pair.src, "-c"))[0])
+    assert re.search(r", \d+\.\d\d s decoding$", err_lines(run("decode", "-m", tiny_model, tmp_path / "t.aec", "-c"))[0])
+    for command, words in (("encode", "encoding alone"), ("decode", "decoding alone")):
+        assert words in " ".join(run(command, "--help").stdout.decode().split())
+
+
+def test_precision_help_states_the_measured_speed_up():
+    text = " ".join(run("encode", "--help").stdout.decode().split())
+    assert "about 2–3× faster on CPUs with native bf16" in text and "about 3×" not in text
+
+
+def _stderr_on_a_terminal(args) -> tuple[int, str]:
+    """Run with a pseudo-terminal as stderr; (exit status, everything written to it)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([AECOMPRESS, *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    return proc.wait(timeout=300), b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_long_encode_shows_how_long_on_a_terminal_only(tiny_model, tmp_path):
+    """Over two seconds of work on one file: a ticking line on a terminal, cleared before the report; nothing in a pipe."""
+    for width, height in ((4096, 2048), (8192, 4096)):  # one thread: the larger only where the smaller is quick
+        big = save_image(tmp_path / "big.png", gradient(width, height, noise=3))
+        status, text = _stderr_on_a_terminal(["encode", "-m", tiny_model, big, "-o", tmp_path / "big.aec", "-f", "--threads", "1"])
+        assert status == 0, text
+        coding = float(re.search(r"(\d+\.\d\d) s encoding", text.splitlines()[-1]).group(1))
+        if coding > 2.5:
+            break
+    else:
+        pytest.skip(f"{width}x{height} encodes in {coding} s here, too quick for the ticker")
+    assert re.search(r"\rencoding \S*big\.png [|/\\-] \d+ s", text), text
+    assert "\r\x1b[K" in text  # cleared before the report
+    piped = run("encode", "-m", tiny_model, big, "-o", tmp_path / "big2.aec", "--threads", "1")
+    assert piped.returncode == 0
+    assert b"\r" not in piped.stderr and len(err_lines(piped)) == 1
 
 
 # ---------------------------------------------------------------- failures: exit 1, one line, no traceback

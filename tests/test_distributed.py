@@ -55,6 +55,7 @@ def test_two_gloo_processes_stay_in_sync(tmp_path, preset):
     assert "weights identical on all 2 ranks" in proc.stderr
     assert "FutureWarning" not in proc.stderr  # torch's deprecation of broadcast_buffers is ours to handle
     assert proc.stderr.count("model written to") == 1  # only rank 0 writes
+    assert proc.stderr.count("trained 4 steps in ") == 1  # and measures the model
     assert out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["ddp.safetensors", "ddp.safetensors.ckpt"]
     info = json.loads(run("info", "--json", out).stdout)
     assert info["training"]["processes"] == 2

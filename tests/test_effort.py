@@ -72,5 +72,13 @@ def test_effort_out_of_range_is_a_usage_error(crop, tmp_path):
 
 def test_a_factorized_model_ignores_effort(tiny_model, crop, tmp_path):
     assert run("encode", "-m", tiny_model, crop, "-o", tmp_path / "a.aec").returncode == 0
-    assert run("encode", "-m", tiny_model, crop, "-o", tmp_path / "b.aec", "-e", "1").returncode == 0
+    proc = run("encode", "-m", tiny_model, crop, "-o", tmp_path / "b.aec", "-e", "1", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["effort"] == 0
+    assert b"needs a model with a hyperprior" in proc.stderr
+    assert (tmp_path / "a.aec").read_bytes() == (tmp_path / "b.aec").read_bytes()
+
+
+def test_refined_files_are_reproducible(crop, tmp_path):
+    for name in ("a.aec", "b.aec"):
+        assert run("encode", crop, "-o", tmp_path / name, "-e", "1", "-q", "3").returncode == 0
     assert (tmp_path / "a.aec").read_bytes() == (tmp_path / "b.aec").read_bytes()

@@ -157,3 +157,28 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     proc = run("train", SAMPLE_DATA, "-o", tmp_path / "m.safetensors", "--resume", bad, "--steps", "2")
     line = assert_one_line_failure(proc)
     assert "checkpoint" in line
+
+
+QUICK_REFUSAL = 120  # seconds: a refused option never starts the work
+COMMAND_ARGS = {  # enough arguments for each command to reach its work
+    "encode": ["{image}", "-o", "{tmp}/x.aec"],
+    "decode": ["{tmp}/x.aec", "-o", "{tmp}/x.png"],
+    "eval": ["{data}", "--baselines", ""],
+    "score": ["{image}"],
+    "train": ["{data}", "-o", "{tmp}/m.safetensors", "--steps", "1"],
+    "demo": [],
+    "info": ["default"],
+}
+
+
+def test_a_bad_device_is_a_usage_error_in_one_line_for_every_command_that_has_device(tmp_path):
+    from conftest import save_image
+
+    image = save_image(tmp_path / "a.png", gradient(32, 32))
+    with_device = [c for c in COMMAND_ARGS if "--device" in run(c, "--help").stdout.decode()]
+    assert "train" in with_device
+    for command in with_device:
+        args = [a.format(image=image, tmp=tmp_path, data=SAMPLE_DATA) for a in COMMAND_ARGS[command]]
+        line = assert_one_line_failure(run(command, *args, "--device", "tpu", timeout=QUICK_REFUSAL), code=2)
+        assert line == "aecompress: error: --device tpu: not a device (use auto, cpu, cuda or cuda:N)", (command, line)
+    assert not (tmp_path / "m.safetensors").exists()

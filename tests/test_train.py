@@ -6,6 +6,7 @@ import json
 import os
 import re
 import select
+import shlex
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, gradient_folder, run, save_image
+from conftest import AECOMPRESS, REPO, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, gradient_folder, run, save_image
 
 FAST = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
 
@@ -84,7 +85,7 @@ def test_more_threads_than_usable_cores_warns(data_dir, tmp_path):
         preexec_fn=lambda: os.sched_setaffinity(0, {one_core}),
     )
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
-    warnings = [line for line in err_lines(proc) if line.startswith("warning: --threads 2")]
+    warnings = [line for line in err_lines(proc) if line.startswith("aecompress: warning: --threads 2")]
     assert len(warnings) == 1 and "1 core(s)" in warnings[0], err_lines(proc)
     assert info(out)["training"]["threads"] == 2
 
@@ -131,6 +132,8 @@ def test_init_keeps_the_larger_patches_its_model_was_trained_on(data_dir, tmp_pa
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     batch = 16 * 128**2 // trained**2
     assert f"{batch} patches of {trained}² per step: default was trained on {trained}² patches" in proc.stderr.decode()
+    assert "far from usable" not in proc.stderr.decode()  # the shipped model, barely moved: measured usable
+    assert info(out)["training"]["held_out"]["psnr"] > 22
     assert (info(out)["training"]["patch_size"], info(out)["training"]["batch_size"]) == (trained, batch)
     # an explicit --patch-size wins, with the usual batch
     proc = run("train", data_dir, "-o", out, "-f", "--init", "default", "--steps", "1", "--lr", "1e-12", "--patch-size", "64")
@@ -188,6 +191,8 @@ def test_broken_files_in_the_data_are_skipped(data_dir, tmp_path):
     stderr = proc.stderr.decode()
     assert "Traceback" not in stderr
     assert re.search(r"skipped 2 unreadable file", stderr), stderr
+    for name in ("broken.jpg", "notes.png"):  # each named
+        assert re.search(rf"^aecompress: warning: .*{name}: skipped: ", stderr, re.MULTILINE), stderr
     assert info(out)["training"]["images"] == 4
 
 
@@ -206,6 +211,10 @@ def test_no_usable_images_is_a_one_line_error(tmp_path, what):
     assert "Traceback" not in stderr
     errors = [line for line in err_lines(proc) if line.startswith("aecompress: error:")]
     assert len(errors) == 1, stderr
+    if what == "only broken files":  # each unreadable file is named before the one error line
+        warnings = [line for line in err_lines(proc) if line.startswith("aecompress: warning:")]
+        assert [w.split(": skipped: ")[0].rsplit("/", 1)[-1] for w in warnings] == ["a.png", "b.jpg"], stderr
+        assert err_lines(proc)[-1] == errors[0] and "none of the 2 image files" in errors[0]
     assert not out.exists()
 
 
@@ -253,15 +262,24 @@ def test_unknown_preset_is_an_error(data_dir, tmp_path):
 def test_an_interrupted_run_saves_the_model_and_exits_0(data_dir, tmp_path, signals):
     out = tmp_path / "interrupted.safetensors"
     total = 1_000_000
-    proc = subprocess.Popen(
-        [AECOMPRESS, "train", str(data_dir), "-o", str(out), *FAST, "--steps", str(total)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc, stderr = _interrupted(["train", data_dir, "-o", out, *FAST, "--steps", total], signals)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+    assert f"--resume {out}.ckpt" in stderr  # how to go on
+    assert out.is_file() and out.with_name(out.name + ".ckpt").is_file()
+    training = info(out)["training"]
+    assert training["interrupted"] is True
+    assert 0 < training["steps"] < total
+
+
+def _interrupted(args: list, signals=(signal.SIGINT,)) -> tuple[subprocess.Popen, str]:
+    """Run ``aecompress ARGS`` and send it ``signals`` once its first progress line ("1/N steps [") is out; the ended process and its stderr."""
+    proc = subprocess.Popen([AECOMPRESS, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = b""
     try:
         deadline = time.monotonic() + 180
-        progress = re.compile(rb"\|\s*[1-9][0-9]*/" + str(total).encode())  # tqdm: "| 12/1000000 ["
+        progress = re.compile(rb"^[1-9][0-9]*/[0-9]+ steps \[", re.MULTILINE)
         while not progress.search(seen):
             assert time.monotonic() < deadline, seen.decode(errors="replace")[-500:]
             assert proc.poll() is None, seen.decode(errors="replace")[-2000:]
@@ -278,12 +296,165 @@ def test_an_interrupted_run_saves_the_model_and_exits_0(data_dir, tmp_path, sign
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    stderr = (seen + rest).decode(errors="replace")
+    return proc, (seen + rest).decode(errors="replace")
+
+
+@pytest.mark.parametrize("printed_by", ["train", "info"])
+def test_the_printed_resume_command_finishes_the_run(data_dir, tmp_path, printed_by):
+    """The command that an interrupted `train` (or `info` on its checkpoint) prints works as printed: the checkpoint
+    remembers the stop condition, so --resume alone trains on to the step count the run was started with."""
+    out = tmp_path / "ft.safetensors"
+    proc, stderr = _interrupted(["train", data_dir, "-o", out, *FAST, "--steps", 300])
     assert proc.returncode == 0, stderr[-2000:]
-    assert "Traceback" not in stderr
-    assert "interrupted" in stderr
-    assert f"--resume {out}.ckpt" in stderr  # how to go on
-    assert out.is_file() and out.with_name(out.name + ".ckpt").is_file()
+    assert 0 < info(out)["training"]["steps"] < 300
+    if printed_by == "train":
+        line = next(line for line in stderr.splitlines() if "continue it with " in line)
+        command = line.split("continue it with ", 1)[1]
+    else:
+        shown = run("info", f"{out}.ckpt")
+        assert shown.returncode == 0, shown.stderr.decode()
+        command = next(line for line in shown.stdout.decode().splitlines() if line.strip().startswith("continue")).split(None, 1)[1]
+    argv = shlex.split(command)
+    assert argv[:2] == ["aecompress", "train"] and "--steps" not in argv, command
+    resumed = run(*argv[1:])
+    assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
     training = info(out)["training"]
-    assert training["interrupted"] is True
-    assert 0 < training["steps"] < total
+    assert (training["steps"], training["interrupted"]) == (300, False)
+    assert not Path(f"{out}.ckpt").exists()  # finished: the checkpoint is gone
+
+
+def test_progress_in_a_pipe_is_plain_lines(trained):
+    """stderr is a pipe here: no bar redrawn with carriage returns, but a line at the first step, every tenth of the run, and the end."""
+    stderr = trained.proc.stderr.decode()
+    assert "\r" not in stderr
+    lines = [line for line in err_lines(trained.proc) if re.match(r"\d+/20 steps \[", line)]
+    assert [int(line.split("/")[0]) for line in lines] == [1, 10, 20], stderr[-2000:]
+    for line in lines:
+        assert re.fullmatch(r"\d+/20 steps \[\d\d:\d\d<\d\d:\d\d\] loss=[\d.]+ bpp=[\d.]+ psnr=[\d.]+ lr=[\d.]+e-\d+", line), line
+
+
+def test_a_timed_run_in_a_pipe_shows_its_seconds(data_dir, tmp_path):
+    out = tmp_path / "timed.safetensors"
+    proc = run("train", data_dir, "-o", out, *FAST, "--time-budget", "2s")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = [line for line in err_lines(proc) if re.match(r"\d+/2 s \[", line)]
+    assert len(lines) >= 2, proc.stderr.decode()  # the first step and the end
+    assert re.fullmatch(r"\d/2 s \[\d\d:\d\d<\d\d:\d\d\] step=\d+ loss=.* lr=.*", lines[-1]), lines[-1]
+
+
+SUMMARY = r"trained (\d+) steps? in [\d.]+ s; 8 (held-out|training) patches \((.*)\) at q(\d+): ([\d.]+) bpp, ([\d.]+) dB"
+
+
+def test_a_finished_run_ends_with_its_measure_on_held_out_patches(tmp_path):
+    """20 images: one is held out, never trained on; the run ends by coding patches of it, and says what they cost."""
+    data = tmp_path / "twenty"
+    data.mkdir()
+    gradient_folder(data, 20, 80, 64)
+    out = tmp_path / "m.safetensors"
+    proc = run("train", data, "-o", out, *FAST, "--steps", "5")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    lines = err_lines(proc)
+    assert "held out 1 of 20 images: the run ends by measuring the model on patches of them" in lines
+    summaries = [re.fullmatch(SUMMARY, line) for line in lines]
+    found = [m for m in summaries if m]
+    assert len(found) == 1, lines
+    steps, kind, where, quality, bpp, psnr = found[0].groups()
+    assert (steps, kind, where, quality) == ("5", "held-out", "1 image not trained on", "3")
+    training = info(out)["training"]
+    assert training["images"] == 19
+    measured = training["held_out"]
+    assert (measured["patches"], measured["side"], measured["held_out_images"], measured["quality"]) == (8, 128, 1, 3)
+    assert (f"{measured['bpp']:.3f}", f"{measured['psnr']:.2f}") == (bpp, psnr)
+    assert training["stages"][-1]["held_out"] == measured
+    assert lines[-1] == f"model written to {out}"
+
+
+def test_a_small_folder_is_measured_on_training_patches(trained):
+    """Under 20 images none is held out: the summary line says that its patches are training patches."""
+    match = next(m for m in map(lambda line: re.fullmatch(SUMMARY, line), err_lines(trained.proc)) if m)
+    assert match.group(2, 3) == ("training", "a folder of under 20 images holds none out")
+    assert info(trained.model)["training"]["held_out"]["held_out_images"] == 0
+
+
+def test_a_model_far_from_usable_says_what_to_do(trained):
+    """20 steps of a tiny model: far below 22 dB at its middle quality; the warning says so and how to do better."""
+    warnings = [line for line in err_lines(trained.proc) if "far from usable" in line]
+    assert len(warnings) == 1, trained.proc.stderr.decode()[-2000:]
+    assert re.fullmatch(
+        r"aecompress: warning: this model is far from usable \([\d.]+ dB at [\d.]+ bpp at q3\); "
+        r"train longer \(--time-budget 2h or more\) or fine-tune the shipped model \(--init default\)",
+        warnings[0],
+    ), warnings[0]
+    assert info(trained.model)["training"]["held_out"]["psnr"] < 22
+
+
+def test_a_recipe_file_sets_the_run_and_the_command_line_overrides_it(data_dir, tmp_path):
+    recipe = tmp_path / "run.toml"
+    recipe.write_text(
+        '# a recipe\npreset = "tiny-hp"\nsteps = 4\nbatch-size = 3\npatch-size = 48\nlambda = [0.001, 0.01]\n'
+        'seed = 7\ndownscale = "1:1.5"\nlr = 2e-3\nwarmup = 1\nprecision = "fp32"\n'
+    )
+    out = tmp_path / "m.safetensors"
+    proc = run("train", data_dir, "-o", out, "--recipe", recipe, "--seed", "9", "--steps", "2")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    record = info(out)
+    training = record["training"]
+    assert record["preset"] == "tiny-hp" and record["lambdas"] == [0.001, 0.01]
+    assert (training["batch_size"], training["patch_size"], training["downscale"]) == (3, 48, [1.0, 1.5])
+    assert (training["lr"], training["precision"]) == (2e-3, "fp32")
+    assert (training["seed"], training["steps"]) == (9, 2)  # the command line's, not the file's
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("batchsize = 4\n", "unknown key 'batchsize'"),
+        ('batch-size = "4"\n', "batch-size = '4': expected an integer"),
+        ("steps = 4 4\n", "not a TOML recipe"),
+        (None, "no such recipe file"),
+    ],
+    ids=["unknown key", "wrong type", "not toml", "missing"],
+)
+def test_a_bad_recipe_is_a_one_line_usage_error(data_dir, tmp_path, text, reason):
+    recipe = tmp_path / "bad.toml"
+    if text is not None:
+        recipe.write_text(text)
+    line = assert_one_line_failure(run("train", data_dir, "-o", tmp_path / "m.safetensors", "--recipe", recipe, "--steps", "2"), code=2)
+    assert line.startswith(f"aecompress: error: {recipe}: ") and reason in line, line
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_the_default_recipe_is_the_shipped_models_last_stage():
+    """recipes/default.toml restates the recipe recorded in the default model's last stage."""
+    from aecompress.training.config import parse_duration, read_recipe
+
+    recipe = read_recipe(REPO / "recipes" / "default.toml")
+    record = info("default")
+    last = record["training"]["stages"][-1]
+    assert record["model_id"] == "b61e5c91503b6362" and record["preset"] == recipe["preset"]
+    assert [float(v) for v in recipe["lambda"].split(",")] == last["lambdas"] == record["lambdas"]
+    keys = ["patch-size", "batch-size", "lr", "seed", "precision", "threads"]
+    assert {key: recipe[key] for key in keys} == {key: last[key.replace("-", "_")] for key in keys}
+    assert [float(v) for v in recipe["downscale"].split(":")] == last["downscale"]
+    assert abs(parse_duration(recipe["time-budget"]) - last["seconds"]) < 5
+
+
+def test_every_recipe_key_is_an_option_of_train():
+    """A recipe file holds `aecompress train` options: each of its keys is one, spelled as on the command line."""
+    from aecompress.cli.train import train as command
+    from aecompress.training.config import RECIPE_KEYS, TINY_RECIPE, as_options
+
+    options = {option for param in command.params for option in param.opts}
+    assert {f"--{key}" for key in RECIPE_KEYS} <= options
+    assert set(as_options(TINY_RECIPE)[::2]) <= options
+
+
+def test_the_fine_tuning_defaults_are_the_librarys():
+    from aecompress.training.config import FINE_TUNING_LR, TrainConfig, resolve
+
+    assert resolve(data="d", output="o")[0].lr == TrainConfig.lr
+    assert resolve(data="d", output="o", init="m")[0].lr == FINE_TUNING_LR
+    assert resolve(data="d", output="o", init="m", lr=0.01)[0].lr == 0.01
+    cfg, note = resolve({"patch_size": 256}, data="d", output="o", init="m")
+    assert (cfg.patch_size, cfg.batch_size) == (256, 4) and note.startswith("4 patches of 256² per step: m was trained")
+    assert resolve({"patch_size": 256}, data="d", output="o", init="m", patch_size=64)[0].patch_size == 64

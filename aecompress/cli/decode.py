@@ -11,7 +11,7 @@ import click
 
 from ..bitstream import MAGIC
 from .app import Failure, main
-from .io import Outputs, display, flush_subnormals, load_model, run_batch
+from .io import Outputs, display, expand_inputs, flush_subnormals, load_model, nothing_found, run_batch
 from .options import io_options, pixel_limit, set_threads
 from .report import Reporter, Totals, shown_output, timings_line
 
@@ -29,21 +29,26 @@ from .report import Reporter, Totals, shown_output, timings_line
 def decode(inputs, fmt, model, output, outdir, stdout, force, as_json, quiet, verbose, max_pixels, threads):
     """Decompress .aec files into images.
 
-    INPUT is a .aec file or '-' for stdin.  Without -o/-d/-c, x.aec is written to
-    x.decoded.png (see --format) beside it, never to x.png, which is usually the
-    original image; -d DIR writes DIR/x.png; stdin goes to stdout.
+    INPUT is a .aec file, a folder (its .aec files, searched recursively) or '-' for
+    stdin.  Without -o/-d/-c, x.aec is written to x.decoded.png (see --format) beside
+    it, in folders too, never to x.png, which is usually the original image; -d DIR
+    writes DIR/x.png and keeps a folder's subfolders (A/100/x.aec of A → DIR/100/x.png);
+    stdin goes to stdout.  The time reported is the decoding alone, not reading,
+    writing the image file or loading the model.
     """
     from ..codec import Codec
 
     set_threads(threads)
     suffix = "." + fmt.lower().lstrip(".")
     default_fmt = _check_formats(suffix, output)
-    outputs = Outputs(inputs, output, outdir, stdout, force, suffix, beside=".decoded" + suffix)
+    found = expand_inputs(inputs, aec=True)
+    outputs = Outputs(tuple(found.files), output, outdir, stdout, force, suffix, beside=".decoded" + suffix, found=found)
+    nothing_found(found)
     codecs = _Codecs(pixel_limit(max_pixels), Codec(load_model(model), pixel_limit(max_pixels)) if model else None)
-    reporter = Reporter(as_json, quiet, verbose, outputs.to_stdout, len(inputs))
+    reporter = Reporter(as_json, quiet, verbose, outputs.to_stdout, found.count)
     totals = Totals()
-    status = run_batch(inputs, outputs, reporter, _Decoder(codecs, default_fmt, verbose, outputs, reporter, totals))
-    reporter.close(totals.summary("decoded", len(inputs)))
+    status = run_batch(found, outputs, reporter, _Decoder(codecs, default_fmt, verbose, outputs, reporter, totals))
+    reporter.close(totals.summary("decoded", found.count))
     sys.exit(status)
 
 
@@ -109,10 +114,14 @@ class _Decoder:
         started = time.perf_counter()
         if not data:
             raise Failure(display(name), "empty file")
+        codec = self.codecs.for_file(name, data)
+        coding = time.perf_counter()
         try:
-            decoded = self.codecs.for_file(name, data).decode(data)
+            with self.reporter.ticking(f"decoding {display(name)}"):
+                decoded = codec.decode(data)
         except DecodeError as exc:
             raise Failure(display(name), _not_aec_reason(data, str(exc))) from None
+        coding = time.perf_counter() - coding
         fmt_out = self.default_fmt if target == "-" else format_for(Path(target).suffix)
         image_bytes, notes = encode_picture(decoded.picture, fmt_out)
         if fmt_out == "GIF":
@@ -122,9 +131,10 @@ class _Decoder:
         self.outputs.write(name, target, image_bytes)
         seconds = time.perf_counter() - started
         record = _record(name, data, target, decoded, image_bytes, seconds)
+        record["coding_seconds"] = round(coding, 4)
         if self.verbose:
             record["timings"] = {k: round(v, 5) for k, v in decoded.timings.items()}
-        self.reporter.report(record, _line(record, decoded.header, seconds))
+        self.reporter.report(record, _line(record, decoded.header, coding))
         self.reporter.detail(timings_line(decoded.timings))
         self.totals.add(len(data), len(image_bytes), record["bpp"])
 
@@ -153,13 +163,13 @@ def _record(name: str, data: bytes, target: str, decoded, image_bytes: bytes, se
     }
 
 
-def _line(record: dict, h, seconds: float) -> str:
-    """One decoded file, as a person reads it."""
+def _line(record: dict, h, coding: float) -> str:
+    """One decoded file, as a person reads it; the time is the decoding alone."""
     from ..quality import format_quality
 
     return (
         f"{record['input']} -> {record['output']}: {h.width}x{h.height} {record['output_mode']}, {record['bytes']:,} bytes, "
-        f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{format_quality(h.hundredths)}, {seconds:.2f} s"
+        f"{record['bpp']:.3f} bpp, ratio {record['ratio']:.1f}:1, q{format_quality(h.hundredths)}, {coding:.2f} s decoding"
     )
 
 

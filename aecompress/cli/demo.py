@@ -94,11 +94,14 @@ def _show_pipeline(model, source: Path, work: Path, keep: str | None) -> None:
         f"encode    {source} -> {shown(aec)}: {n:,} bytes, {bpp(n, picture.width, picture.height):.3f} bpp, "
         f"ratio {picture.width * picture.height * 3 / n:.1f}:1, PSNR {ours:.2f} dB, {t_enc:.2f} s"
     )
+    identical = bool((decoded.picture.color == encoded.reconstruction.color).all())
     click.echo(
         f"decode    {shown(aec)} -> {shown(png)}: {decoded.picture.width}x{decoded.picture.height}, {t_dec:.2f} s, "
-        f"identical to the encoder's reconstruction: {bool((decoded.picture.color == encoded.reconstruction.color).all())}"
+        f"identical to the encoder's reconstruction: {identical}"
     )
     click.echo(_jpeg_line(source, picture, n))
+    if not identical:  # the smoke test must be able to fail on the one thing it checks
+        raise CliError("the decoded picture differs from the encoder's reconstruction (please report it: aecompress --debug demo)")
 
 
 def _jpeg_line(source: Path, picture, n: int) -> str:

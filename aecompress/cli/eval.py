@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -11,11 +12,11 @@ import click
 from tqdm import tqdm
 
 from .app import CliError, debugging, error_line, first_line, main, stderr, warning_line
-from .io import load_model, no_images
+from .io import NO_IMAGES, fail_input, load_model
 
 
 @main.command(name="eval")
-@click.argument("folder", metavar="DIR", type=click.Path(exists=True))
+@click.argument("folder", metavar="DIR")
 @click.option(
     "-m", "--model", "model", metavar="MODEL", multiple=True, help="Model file (default: the shipped model); repeat to compare models."
 )
@@ -27,7 +28,11 @@ from .io import load_model, no_images
     help="Classical codecs to compare with ('' for none).",
 )
 @click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
-@click.option("--qualities", metavar="Q[,Q…]", help="Model qualities to evaluate (default: all).")
+@click.option(
+    "--qualities",
+    metavar="Q[,Q…]",
+    help="Model qualities to evaluate, as -q takes them: 1,4,8, or hundredths with hyperprior models (5.5); default: every level.",
+)
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
 @click.option(
     "--ceiling",
@@ -49,31 +54,38 @@ from .io import load_model, no_images
 def evaluate_command(folder, model, codec_list, no_model, qualities, no_ms_ssim, ceiling, plot_path, as_json, output, force, jobs):
     """Rate–distortion of a model against JPEG, WebP, AVIF, JPEG XL and JPEG 2000.
 
-    Every image in DIR is coded at every quality of the model and a quality sweep
-    of each baseline (in memory).  Prints mean bpp, PSNR and MS-SSIM per setting
-    and the BD-rates.  -o and --plot are checked before the work starts; if one
-    cannot be written at the end, the table is still printed (exit status 1).
+    Every image in DIR (searched recursively) is coded at every quality of the model
+    and a quality sweep of each baseline (in memory).  Prints mean bpp, PSNR and
+    MS-SSIM per setting and the BD-rates.  An image that cannot be read is skipped
+    with a warning.  Progress: a bar on a terminal, else a line per image (on stderr).
+    -o and --plot are checked before the work starts; if one cannot be written at the
+    end, the table is still printed (exit status 1).
     """
-    from ..data import find_images
-    from ..evaluate import evaluate, format_table, plot_image
+    from ..evaluate import evaluate, format_table, plot_image, steps_per_image
 
     names = _baseline_names(codec_list)
+    if no_model and not names:
+        _nothing_to_evaluate(codec_list)
     plot_fmt = _check_eval_outputs(output, plot_path, force)
     models = {} if no_model else _named_models(model)
     wanted = _wanted_qualities(qualities, models)
-    paths = find_images(Path(folder))
-    count = len(paths)
-    if count == 0:
-        raise CliError(no_images(folder))
-    _check_images(paths)
-    with tqdm(total=count, file=sys.stderr, unit="image", disable=not sys.stderr.isatty()) as bar:
-        result = evaluate(Path(folder), models, names, not no_ms_ssim, bar.update, wanted, jobs, ceiling)
+    paths, skipped = _readable_images(folder)
+    progress = _Progress(len(paths), steps_per_image(models, names, wanted))
+    try:
+        result = evaluate(paths, models, names, not no_ms_ssim, progress.image, wanted, jobs, ceiling, progress.step if jobs == 1 else None)
+    finally:
+        progress.close()
+    result.skipped[:0] = skipped
+    if not result.images:
+        fail_input(folder, f"no readable images ({len(result.skipped)} skipped)")
+    count = len(result.images)
     data = result.to_dict()
     click.echo(json.dumps(data) if as_json else format_table(result))  # first: the result is never lost to a bad output
     failures = []
     if output:
         failures += _write_or_report(output, lambda: (json.dumps(data, indent=1) + "\n").encode(), force)
     if plot_path:
+        _warn_outside_plot(result)
         failures += _write_or_report(plot_path, lambda: plot_image(result, plot_fmt, f"{Path(folder).name} ({count} images)"), force)
     if failures:
         sys.exit(1)
@@ -109,36 +121,115 @@ def _named_models(paths: tuple[str, ...]) -> dict:
     return models
 
 
-def _wanted_qualities(qualities: str | None, models: dict) -> list[int] | None:
-    """--qualities, within the levels every model has (None: all)."""
+def _nothing_to_evaluate(codec_list: str) -> None:
+    """--no-model and no baseline: a usage error, or a failure when the baselines asked for are all missing here."""
+    if any(c.strip() for c in codec_list.split(",")):
+        raise CliError("nothing to evaluate: --no-model, and none of the baselines asked for is available")
+    raise click.UsageError("nothing to evaluate: --no-model and no --baselines")
+
+
+def _wanted_qualities(qualities: str | None, models: dict) -> list[int | float] | None:
+    """--qualities as -q takes them, each one that every model can code (else a usage error); None: every level."""
     if not (qualities and models):
         return None
+    from ..codec import Codec
+    from ..quality import format_quality, parse_quality, quality_value
+
     try:
-        wanted = [int(q) for q in qualities.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"{qualities!r}: use e.g. 1,4,8", param_hint="--qualities") from None
-    top = min(m.qualities for m in models.values())
-    if any(not 1 <= q <= top for q in wanted):
-        raise click.BadParameter(f"the model(s) have qualities 1–{top}", param_hint="--qualities")
-    return wanted
+        hundredths = sorted({parse_quality(q) for q in qualities.split(",")})
+    except ValueError as exc:
+        raise click.BadParameter(f"{qualities!r}: {exc}", param_hint="--qualities") from None
+    for name, loaded in models.items():
+        codec = Codec(loaded)
+        for h in hundredths:
+            try:
+                codec.check_quality(format_quality(h))
+            except ValueError as exc:
+                raise click.BadParameter(f"{name}: {exc}" if len(models) > 1 else str(exc), param_hint="--qualities") from None
+    return [quality_value(h) for h in hundredths]
 
 
-def _check_images(paths: list[Path]) -> None:
-    """Every image of an evaluation must open (headers only, fast): a bad file is named before the work, not after it."""
-    import warnings
+def _readable_images(folder: str) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The images of DIR that open (headers only, fast), and (path, why) of those skipped, each with a warning.
 
-    from PIL import Image
+    A missing DIR, a folder without images, and a single file that cannot be read fail
+    in the words `encode` and `score` use for them.
+    """
+    from ..data import find_images
+    from ..images import unreadable_reason
 
+    root = Path(folder)
+    if not root.exists():
+        fail_input(folder, "no such file")
+    paths = find_images(root)
+    if not paths:
+        fail_input(folder, NO_IMAGES)
+    readable, skipped = [], []
     for path in paths:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                Image.open(path).close()
-        except Exception as exc:
-            reason = (
-                "not an image file (or a format Pillow cannot read)" if isinstance(exc, Image.UnidentifiedImageError) else first_line(exc)
-            )
-            raise CliError(f"{path}: {reason}; remove it from the folder to evaluate the others") from exc
+        reason = unreadable_reason(path)
+        if reason is None:
+            readable.append(path)
+        elif root.is_file():
+            fail_input(folder, reason)
+        else:
+            stderr(warning_line(f"{path}: {reason}; skipped"))
+            skipped.append((str(path), reason))
+    if not readable:
+        fail_input(folder, f"no readable images ({len(skipped)} skipped)")
+    return readable, skipped
+
+
+class _Progress:
+    """eval's progress on stderr: on a terminal a bar over every setting of every image (the image, codec and
+    setting in its description); else a line per finished image, with the time spent and left."""
+
+    def __init__(self, images: int, steps: int):
+        self.images, self.steps = images, steps
+        self.tty = sys.stderr.isatty()
+        self.bar = tqdm(total=images * steps, file=sys.stderr, unit="setting", disable=not self.tty, leave=False)
+        self.done = self.stepped = 0
+        self.started = time.monotonic()
+
+    def step(self, label: str) -> None:
+        """One setting of one codec coded on one image (one process only)."""
+        self.bar.set_description_str(label)
+        self.bar.update(1)
+        self.stepped += 1
+
+    def image(self, path: Path, reason: str | None) -> None:
+        """One image done, or skipped for ``reason``."""
+        self.done += 1
+        if reason is not None:
+            self.bar.write(warning_line(f"{path}: {reason}; skipped"), file=sys.stderr)
+        self.bar.update(self.steps - self.stepped)
+        self.stepped = 0
+        if not self.tty:
+            spent = time.monotonic() - self.started
+            left = spent / self.done * (self.images - self.done)
+            ahead = f", about {_duration(left)} left" if self.done < self.images else ""
+            stderr(f"eval: {self.done} of {self.images} images done ({path}), {_duration(spent)}{ahead}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 20 s', '1 h 05 min'."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _warn_outside_plot(result) -> None:
+    """A curve the plot leaves out, entirely beyond the models' rates, is named in a warning."""
+    from ..evaluate import plot_view
+
+    view = plot_view(result)
+    for name in view.outside:
+        stderr(warning_line(f"--plot: {name} lies entirely outside the plotted range (0–{view.bpp[1]:.2f} bpp): not drawn"))
 
 
 def _check_eval_outputs(output: str | None, plot_path: str | None, force: bool) -> str | None:

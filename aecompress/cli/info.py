@@ -31,7 +31,7 @@ def _describe(file: str) -> tuple[dict, list[str]]:
     from ..sniff import describe as kind_of
     from ..sniff import head, training_checkpoint
 
-    if file == "default":
+    if file == "default" or (store.is_model_id(file) and not Path(file).exists()):
         return _info_model(file)
     if file != "-":
         path = Path(file)

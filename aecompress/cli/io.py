@@ -6,7 +6,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -58,6 +58,12 @@ def not_a_model_reason(path: str | None, reason: str) -> str:
         return f"{path}: a training checkpoint, not a model file (finish its run with `aecompress train DIR -o MODEL --resume {path}`)"
     kind = describe(head(path))
     return f"{path}: {kind}, not an aecompress model file" if kind else reason
+
+
+def fail_input(name: str, reason: str) -> NoReturn:
+    """A command of one input (`eval DIR`) stops on it in the words a batch uses for a file: ``aecompress: NAME: REASON``, exit 1."""
+    stderr(fail_line(name, reason))
+    sys.exit(1)
 
 
 def read_input(name: str) -> bytes:
@@ -119,7 +125,13 @@ def expand_inputs(args: tuple[str, ...], aec: bool = False) -> Inputs:
 
 
 class Outputs:
-    """Where each result goes, and the rules for writing it (see outputs.py)."""
+    """Where each result goes, and the rules for writing it (see outputs.py).
+
+    With ``-d DIR``, a file found in a folder argument keeps its place under that folder
+    (``DCIM/100/x.jpg`` of ``DCIM`` → ``DIR/100/x.aec``; subfolders are made when written),
+    so equal names in different folders never collide.  Without -o/-d/-c, each output goes
+    beside its input, for files and folders alike.
+    """
 
     def __init__(
         self,
@@ -130,9 +142,12 @@ class Outputs:
         force: bool,
         suffix: str,
         beside: str | None = None,
+        found: Inputs | None = None,
     ):
         if (output is not None) + (outdir is not None) + bool(stdout) > 1:
             raise click.UsageError("give only one of -o, -d and -c")
+        if found is not None and found.folders and (output is not None or stdout):
+            raise click.UsageError(f"{'-o' if output is not None else '-c'} takes one file, not a folder: use -d DIR (or neither)")
         if output is not None and len(inputs) > 1:
             raise click.UsageError("-o takes one input; use -d DIR for several")
         if (stdout or output == "-") and len(inputs) > 1:
@@ -143,6 +158,7 @@ class Outputs:
         self.beside = beside or suffix  # the suffix of an output written beside its input
         self.to_stdout = stdout or output == "-" or (output is None and outdir is None and inputs == ("-",))
         self.written: set[Path] = set()
+        self.relative = found.relative if found is not None else {}
         if self.to_stdout and sys.stdout.isatty():
             raise CliError("refusing to write binary data to a terminal (use -o FILE or redirect stdout)")
         self._check_up_front(inputs)
@@ -170,7 +186,8 @@ class Outputs:
         if name == "-":
             raise Failure("<stdin>", "needs -o FILE, -d DIR or -c when reading stdin with other inputs")
         if self.outdir is not None:
-            return str(Path(self.outdir) / (Path(name).stem + self.suffix))
+            place = self.relative.get(name, Path(Path(name).name)).parent  # mirrors the input's folder tree
+            return str(Path(self.outdir) / place / (Path(name).stem + self.suffix))
         return str(Path(name).with_name(Path(name).stem + self.beside))
 
     def check(self, name: str, target: str) -> None:
@@ -184,12 +201,19 @@ class Outputs:
         if Path(target).resolve() in self.written:
             raise Failure(name, f"{target}: would overwrite another output of this run")
         try:
-            check_output_path(target, self.force)
+            if self._new_subfolder(target):
+                _check_can_make(Path(target).parent, target)
+            else:
+                check_output_path(target, self.force)
         except OutputError as exc:
             raise Failure(name, str(exc)) from None
 
+    def _new_subfolder(self, target: str) -> bool:
+        """Whether ``target`` lies in a subfolder of -d DIR that does not exist yet (made when the output is written)."""
+        return self.outdir is not None and not Path(target).parent.exists()
+
     def write(self, name: str, target: str, data: bytes) -> None:
-        from ..outputs import OutputError, write_output
+        from ..outputs import OutputError, prepare_output_dir, write_output
 
         if target == "-":
             sys.stdout.buffer.write(data)
@@ -197,10 +221,23 @@ class Outputs:
             return
         self.check(name, target)  # again: the file system may have changed during the work
         try:
+            if self._new_subfolder(target):
+                prepare_output_dir(Path(target).parent)
             write_output(target, data, self.force)
         except OutputError as exc:
             raise Failure(name, str(exc)) from None
         self.written.add(Path(target).resolve())
+
+
+def _check_can_make(folder: Path, target: str) -> None:
+    """A subfolder to be made for ``target``: refused now if a file stands where one of its folders must be."""
+    from ..outputs import OutputError
+
+    for ancestor in (folder, *folder.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputError(f"{target}: {ancestor} is not a directory")
+            return
 
 
 def same_file(name: str, target: str) -> bool:
@@ -212,9 +249,22 @@ def same_file(name: str, target: str) -> bool:
         return False
 
 
-def run_batch(inputs, outputs: Outputs, reporter: Reporter, work) -> int:
-    """Apply ``work(name, data, target)`` to each input; keep going after failures."""
+def nothing_found(found: Inputs) -> None:
+    """No file to work on, only folders that held none: one line for each, exit 1 (before a model is loaded)."""
+    if found.errors and not found.files:
+        for line in found.errors:
+            stderr(line)
+        sys.exit(1)
+
+
+def run_batch(inputs: Inputs | tuple[str, ...], outputs: Outputs, reporter: Reporter, work) -> int:
+    """Apply ``work(name, data, target)`` to each input; keep going after failures (and after folders that held none)."""
     status = 0
+    if isinstance(inputs, Inputs):
+        for line in inputs.errors:
+            reporter.error(line)
+            status = 1
+        inputs = tuple(inputs.files)
     for name in inputs:
         try:
             data = read_input(name)

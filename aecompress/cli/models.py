@@ -70,11 +70,12 @@ def list_models(as_json: bool = False) -> None:
 def add(model: str, force: bool) -> None:
     """Copy a model file into your model directory, named by its id, so files encoded with it decode without -m."""
     from ..modelfile import ModelFileError, load_model
+    from .io import not_a_model_reason
 
     try:
         loaded = load_model(model)
     except ModelFileError as exc:
-        raise CliError(str(exc)) from None
+        raise CliError(not_a_model_reason(model, str(exc))) from None
     try:
         target = store.install(Path(model), loaded.model_id, force)
     except FileExistsError as exc:

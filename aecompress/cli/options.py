@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import click
 
@@ -11,7 +12,13 @@ from .app import EXIT_USAGE, CliError
 
 MAX_PIXELS_ENV = "AECOMPRESS_MAX_PIXELS"
 
-model_option = click.option("-m", "--model", "model", metavar="MODEL", help="Model file (default: the shipped model).")
+model_option = click.option(
+    "-m",
+    "--model",
+    "model",
+    metavar="MODEL",
+    help="Model file, or a model id found with `aecompress models` (default: the shipped model; decode: the model each file names).",
+)
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(1), help=f"Refuse larger images (default 2^27 = 134 MP; env {MAX_PIXELS_ENV})."
 )
@@ -55,6 +62,21 @@ class QualityType(click.ParamType):
         if hundredths < 100:
             self.fail(f"{value}: the lowest quality is 1", param, ctx)
         return hundredths
+
+
+class DeviceType(click.ParamType):
+    """--device: auto, cpu, cuda or cuda:N; anything else is a usage error in one line (exit 2), found before torch starts."""
+
+    name = "DEVICE"
+
+    def convert(self, value, param, ctx):
+        text = str(value).strip().lower()
+        if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+            return text
+        raise CliError(f"--device {value}: not a device (use auto, cpu, cuda or cuda:N)", EXIT_USAGE)
+
+
+device_option = click.option("--device", type=DeviceType(), default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 
 
 class SizeType(click.ParamType):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
+import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -67,6 +69,59 @@ class Reporter:
         if summary and not self.quiet and self.count > 1:
             stderr(summary)
 
+    def ticking(self, label: str) -> Ticker:
+        """``with reporter.ticking("encoding x.png"):`` around one file's long work (see ``Ticker``)."""
+        return Ticker(self, label)
+
+
+TICKER_DELAY = 2.0  # seconds of work on one file before a terminal shows that it goes on
+
+
+class Ticker:
+    """On a terminal, one file's work that has taken over TICKER_DELAY seconds: its label, a spinner and the seconds.
+
+    Nothing for quick files, nor when stderr is not a terminal, nor with -s.  Beside a batch's
+    progress bar it is the bar's postfix; alone, a line redrawn in place.  Cleared when the
+    work ends, before the file's report.
+    """
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, reporter: Reporter, label: str):
+        self.reporter, self.label = reporter, label
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.shown = False
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Ticker:
+        if not self.reporter.quiet and sys.stderr.isatty():
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.thread is not None:
+            self.stop.set()
+            self.thread.join()
+            if self.shown:
+                self._show("")
+
+    def _run(self) -> None:
+        frame = 0
+        while not self.stop.wait(TICKER_DELAY if frame == 0 else 0.25):
+            self._show(f"{self.label} {self.FRAMES[frame % len(self.FRAMES)]} {time.monotonic() - self.started:.0f} s")
+            frame += 1
+
+    def _show(self, text: str) -> None:
+        bar = self.reporter.bar
+        if not bar.disable:
+            bar.set_postfix_str(text)
+        else:
+            sys.stderr.write(f"\r{text}\x1b[K")
+            sys.stderr.flush()
+        self.shown = True
+
 
 @dataclass
 class Totals:
@@ -89,10 +144,10 @@ class Totals:
             self.psnr += psnr
             self.psnr_n += 1
 
-    def summary(self, verb: str, count: int) -> str | None:
-        """'N of M files VERB: … bytes in, … bytes out, mean … bpp' (None when no file was done)."""
+    def summary(self, verb: str, count: int) -> str:
+        """'N of M files VERB: … bytes in, … bytes out, mean … bpp' ('0 of M files VERB' when every file failed)."""
         if not self.files:
-            return None
+            return f"0 of {count} files {verb}"
         return (
             f"{self.files} of {count} files {verb}: {self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out, "
             f"mean {self.bpp / self.files:.3f} bpp"

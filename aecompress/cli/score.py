@@ -9,16 +9,16 @@ import click
 
 from ..bitstream import MAGIC
 from .app import Failure, main, stderr
-from .io import Outputs, display, expand_inputs, load_model, run_batch
+from .io import Inputs, Outputs, display, expand_inputs, load_model, run_batch
 from .options import QualityType, checked_quality, max_pixels_option, model_option, pixel_limit, set_threads, threads_option
 from .report import Reporter, json_number
 
 
 class _HeatmapOutputs:
-    """``score --heatmap DIR``: DIR/x.heatmap.png for each input, under the rule of every output (or nothing)."""
+    """``score --heatmap DIR``: DIR/x.heatmap.png for each input (a folder's subfolders kept), under the rule of every output (or nothing)."""
 
-    def __init__(self, inputs: tuple[str, ...], outdir: str | None, force: bool):
-        self.inner = Outputs(inputs, None, outdir, False, force, ".heatmap.png") if outdir else None
+    def __init__(self, found: Inputs, outdir: str | None, force: bool):
+        self.inner = Outputs(tuple(found.files), None, outdir, False, force, ".heatmap.png", found=found) if outdir else None
 
     def target(self, name: str) -> str:
         if self.inner is None:
@@ -51,7 +51,8 @@ class _HeatmapOutputs:
     "--heatmap",
     "heatmap_dir",
     metavar="DIR",
-    help="Also write DIR/x.heatmap.png for each image: the original | where the bits go | where the error is.",
+    help="Also write DIR/x.heatmap.png for each image: the original | where the bits go | where the error is. "
+    "A folder's subfolders are kept (A/100/x.jpg of A → DIR/100/x.heatmap.png).",
 )
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing heat maps.")
 @click.option("-s", "--quiet", is_flag=True, help="No summary, only errors.")
@@ -71,8 +72,9 @@ def score(inputs, model, quality, as_json, as_csv, top, heatmap_dir, force, quie
     if as_json and as_csv:
         raise click.UsageError("give only one of --json and --csv")
     set_threads(threads)
-    files, errors = expand_inputs(inputs)
-    outputs = _HeatmapOutputs(tuple(files), heatmap_dir, force)
+    found = expand_inputs(inputs)
+    files, errors = found.files, found.errors
+    outputs = _HeatmapOutputs(found, heatmap_dir, force)
     loaded = load_model(model)
     codec = Codec(loaded, pixel_limit(max_pixels))
     q = format_quality(checked_quality(codec, loaded, quality))

@@ -249,74 +249,42 @@ def _run_training(cfg, init: str | None) -> str:
     show_default=True,
     help="auto: bf16 autocast on CUDA and on CPUs with native bf16 (AMX or AVX512-BF16), fp32 elsewhere.",
 )
-def train(
-    data_dir,
-    output,
-    force,
-    preset,
-    steps,
-    time_budget,
-    batch_size,
-    patch_size,
-    lr,
-    warmup,
-    lambdas,
-    downscale,
-    seed,
-    device,
-    resume,
-    init,
-    checkpoint,
-    checkpoint_every,
-    keep_checkpoint,
-    threads,
-    cache_size,
-    precision,
-):
+def train(data_dir, output, force, time_budget, checkpoint_every, lambdas, downscale, cache_size, **options):
     """Train a model on the images in DIR (searched recursively).
 
-    A progress bar shows loss, bpp and PSNR; checkpoints are written every few
-    minutes; Ctrl-C saves a checkpoint and the model, then exits 0 (continue with
-    --resume MODEL.ckpt).  A finished run removes its checkpoint.  The model file
-    has its entropy tables built in: it is ready for `encode`.
+    A progress bar shows loss, bpp and PSNR (plain lines when stderr is a file or a
+    pipe); checkpoints are written every few minutes; Ctrl-C saves a checkpoint and
+    the model, then exits 0 (continue with --resume MODEL.ckpt alone: the run goes on
+    to the --steps or --time-budget it was started with).  A finished run removes its
+    checkpoint and ends with one line: its steps, its time, and the model's bpp and
+    PSNR on patches it did not train on.  The model file has its entropy tables built
+    in: it is ready for `encode`.
     """
     from ..training.config import resolve
 
     budget = _duration(time_budget, "--time-budget") if time_budget else None
     every = _duration(checkpoint_every, "--checkpoint-every")
-    if resume and click.get_current_context().get_parameter_source("init") == ParameterSource.DEFAULT_MAP:
-        init = None  # a resumed run keeps the init model its checkpoint names, not a recipe's
+    if options["resume"] and click.get_current_context().get_parameter_source("init") == ParameterSource.DEFAULT_MAP:
+        options["init"] = None  # a resumed run keeps the init model its checkpoint names, not a recipe's
+    steps, resume, init, checkpoint = options["steps"], options["resume"], options["init"], options["checkpoint"]
     if not steps and not budget and not resume:
         raise click.UsageError("give --steps or --time-budget (or both)")
     if resume and init:
         raise click.UsageError("--resume and --init exclude each other")
-    init_training = load_model(init).metadata.get("training") if init and patch_size is None else None
+    init_training = load_model(init).metadata.get("training") if init and options["patch_size"] is None else None
     cfg, chosen = resolve(
         init_training,
         data=data_dir,
         output=output,
-        preset=preset,
-        lambdas=parse_lambdas(lambdas),
-        steps=steps,
         time_budget=budget,
-        batch_size=batch_size,
-        patch_size=patch_size,
-        lr=lr,
-        warmup=warmup,
-        downscale=parse_downscale(downscale),
-        seed=seed,
-        device=device,
-        checkpoint=checkpoint,
         checkpoint_every=every,
-        resume=resume,
-        init=init,
-        threads=threads,
+        lambdas=parse_lambdas(lambdas),
+        downscale=parse_downscale(downscale),
         cache_bytes=parse_size(cache_size),
-        precision=precision,
-        keep_checkpoint=keep_checkpoint,
+        **options,
     )
     _check_train_outputs(output, checkpoint, resume, force)
-    _check_train_inputs(resume, init, preset)
+    _check_train_inputs(resume, init, options["preset"])
     count = _count_images(data_dir)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank:

@@ -96,8 +96,9 @@ def summary_line(training: dict) -> str | None:
         where = f"{measured['patches']} held-out patches ({images} image{'s' if images != 1 else ''} not trained on)"
     else:
         where = f"{measured['patches']} training patches (a folder of under {HOLD_OUT_FROM} images holds none out)"
+    steps = training["steps"]
     return (
-        f"trained {training['steps']:,} steps in {_duration(float(training.get('seconds') or 0))}; "
+        f"trained {steps:,} step{'s' if steps != 1 else ''} in {_duration(float(training.get('seconds') or 0))}; "
         f"{where} at q{measured['quality']}: {measured['bpp']:.3f} bpp, {measured['psnr']:.2f} dB"
     )
 

@@ -13,6 +13,7 @@ training summary and measures it on patches it did not train on.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import random
@@ -365,9 +366,23 @@ def save(run: Run, interrupted: bool) -> None:
         except Exception as exc:  # the model is written: a failed measure must not fail the run
             run.warn(f"the model could not be measured on its probe patches ({str(exc).splitlines()[0][:100]})")
         else:
-            save_model(run.net, run.output, training=summary(run, interrupted, measured))
+            _rewrite_summary(run.output, summary(run, interrupted, measured))
     if not run.cfg.keep_checkpoint:
         run.checkpoint.unlink(missing_ok=True)  # the run is finished: its model is all that is needed
+
+
+def _rewrite_summary(path: Path, training: dict) -> None:
+    """Replace the training summary of a model file just written: its tensors, and so its id, stay as they are.
+
+    Rebuilding the entropy tables to write the file again would take seconds; this takes a few milliseconds.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from safetensors.torch import save as serialize
+
+    with safe_open(str(path), "pt") as fh:
+        metadata = fh.metadata()
+    atomic_write(path, serialize(load_file(str(path)), metadata={**metadata, "training": json.dumps(training)}))
 
 
 def summary(run: Run, interrupted: bool, measured: dict | None = None) -> dict:
