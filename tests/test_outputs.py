@@ -379,8 +379,13 @@ def test_train_names_a_wrong_resume_or_init_file_before_loading_images(data_dir,
     assert "a JPEG image, not an aecompress model file" in line
 
 
-def test_eval_names_an_unreadable_image_before_the_work(tiny_model, tmp_path):
+def test_eval_names_an_unreadable_image_before_the_work_and_evaluates_the_others(tiny_model, tmp_path):
     save_image(tmp_path / "good.png", gradient())
     (tmp_path / "broken.png").write_text("not an image\n")
-    line = assert_one_line_failure(run("eval", tmp_path, "-m", tiny_model, *EVAL))
-    assert "broken.png: not an image file" in line
+    proc = run("eval", tmp_path, "-m", tiny_model, *EVAL, "--qualities", "1", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    reason = "not an image file (or a format Pillow cannot read)"
+    assert err_lines(proc)[0] == f"aecompress: warning: {tmp_path / 'broken.png'}: {reason}; skipped"
+    assert json.loads(proc.stdout)["images"] == ["good.png"]
+    line = assert_one_line_failure(run("eval", tmp_path / "broken.png", "-m", tiny_model, *EVAL))  # the only image: a failure
+    assert line == f"aecompress: {tmp_path / 'broken.png'}: {reason}"

@@ -94,8 +94,8 @@ def test_heatmaps_have_the_expected_size_and_are_not_overwritten(tmp_path, tiny_
     out = tmp_path / "maps"
     proc = run("score", "-m", tiny_hp_model, images, "--heatmap", out, "--json")
     assert proc.returncode == 0, proc.stderr
-    written = sorted(p.name for p in out.iterdir())
-    assert written == ["familiar.heatmap.png", "familiar2.heatmap.png", "odd.heatmap.png"]
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert written == ["familiar.heatmap.png", "familiar2.heatmap.png", "sub/odd.heatmap.png"]  # the folder's tree kept
     for row in rows_of(proc):
         with Image.open(row["heatmap"]) as im:
             assert im.size == (3 * row["width"] + 2 * GAP, row["height"]) and im.mode == "RGB"

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from .app import EXIT_USAGE, CliError, main, stderr, warning_line
 from .io import load_model, no_images, not_a_model_reason
-from .options import parse_downscale, parse_lambdas, parse_size
+from .options import device_option, parse_downscale, parse_lambdas, parse_size
 
 
 def _duration(text: str, option: str) -> float:
@@ -224,7 +224,7 @@ def _run_training(cfg, init: str | None) -> str:
     help="Shrink images by a random factor before cropping (2:4 suits camera photos).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option
 @click.option("--resume", metavar="CKPT", help="Continue from a checkpoint (recipe taken from it).")
 @click.option("--init", metavar="MODEL", help="Start from a model's weights ('default' for the shipped one): fine-tuning.")
 @click.option("--checkpoint", metavar="CKPT", help="Checkpoint path (default: MODEL.ckpt).")
