@@ -1,6 +1,6 @@
 """Classical codecs through Pillow (and its JPEG XL plugin), in memory, for comparisons.
 
-Settings match ``shared/ANCHORS.md``: JPEG with Pillow's defaults (4:2:0), WebP
+Settings match the reference figures quoted in BENCHMARKS.md: JPEG with Pillow's defaults (4:2:0), WebP
 method 6, AVIF speed 6 tuned for PSNR, JPEG XL effort 7, JPEG 2000 irreversible
 with colour transform and a rate sweep.
 """

@@ -198,9 +198,26 @@ class Codec:
         """Picture → ``.aec`` bytes (plus, optionally, the decoder's exact output); ``effort`` > 0 refines the latent first."""
         hundredths = self.check_quality(default_quality(self.model) if quality is None else quality)
         analysis = self.analyze(picture)
-        if effort:
-            analysis = self.refine(analysis, format_quality(hundredths), effort)
-        return self._encode(analysis, hundredths, reconstruct, estimate, reuse=False)
+        refined = self.refine(analysis, format_quality(hundredths), effort) if effort else analysis
+        if refined is analysis:
+            return self._encode(analysis, hundredths, reconstruct, estimate, reuse=False)
+        return self._better(analysis, refined, hundredths, reconstruct, estimate)
+
+    def _better(self, plain: Analysis, refined: Analysis, hundredths: int, reconstruct: bool, estimate: bool) -> Encoded:
+        """The file of lower rate + λ·distortion, measured on the real files: effort never makes a file worse."""
+        level, fraction = divmod(hundredths, STEPS)
+        lam = refine_target(self.net, level - 1, fraction / STEPS).lam
+        picture = plain.picture
+        best, best_cost = None, float("inf")
+        for analysis in (refined, plain):
+            encoded = self._encode(analysis, hundredths, True, estimate, reuse=True)
+            error = picture.rgb().astype(np.float64) - encoded.reconstruction.rgb()
+            cost = 8 * len(encoded.data) / (picture.width * picture.height) + lam * float(np.mean(error**2))
+            if cost < best_cost:
+                best, best_cost = encoded, cost
+        if not reconstruct:
+            best.reconstruction = None
+        return best
 
     def refine(self, analysis: Analysis, quality: int | float | str, effort: int) -> Analysis:
         """A new analysis whose latent is optimized for this picture at ``quality`` (encoder effort, ``refine``).

@@ -1,6 +1,6 @@
 """Rate–distortion evaluation: a model's qualities against classical codecs, same images.
 
-Conventions (as ``shared/ANCHORS.md``): bpp from whole files (header included),
+Conventions (those of the field's reference figures, docs/DESIGN.md): bpp from whole files (header included),
 PSNR on 8-bit RGB per image then averaged, BD-rate by PCHIP over PSNR.
 """
 

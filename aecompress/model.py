@@ -80,8 +80,8 @@ def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
 # λ ladder of the field (CompressAI's qualities 1–8 span 0.0018–0.0932).
 DEFAULT_LAMBDAS = lambda_ladder(0.0018, 0.0932, 8)
 # The hyperprior presets extend it at both ends, so that one model spans 0.10 to 1.56
-# bpp on Kodak: ten levels, 0.0003–0.2 (stage 2 of the default model; 0.0012 at the low
-# end left its curve starting at 0.34 bpp).
+# bpp on Kodak: ten levels, 0.0003–0.2 (a low end of 0.0012 left the curve starting at
+# 0.34 bpp).
 WIDE_LAMBDAS = lambda_ladder(0.0003, 0.2, 10)
 
 PRESETS: dict[str, Preset] = {
@@ -132,8 +132,8 @@ class GDN(nn.Module):
     def free_cross_terms(self) -> int:
         """Move off-diagonal γ_raw entries that are exactly 0 (stuck) to a tiny value; count them.
 
-        Models trained before 2026-12-02 started γ diagonal, and its off-diagonal never
-        moved: their GDN layers normalized each channel by itself only.
+        γ once started diagonal, and then its off-diagonal never moved (the square has no
+        gradient at 0): such a model's GDN layers normalize each channel by itself only.
         """
         with torch.no_grad():
             off_diagonal = ~torch.eye(self.gamma_raw.shape[0], dtype=torch.bool, device=self.gamma_raw.device)

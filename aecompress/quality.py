@@ -44,7 +44,7 @@ def fraction_of(hundredths: int) -> int:
 
 
 def quality_value(hundredths: int) -> int | float:
-    """For JSON: an int for integer qualities (as before), a float with two decimals otherwise."""
+    """For JSON: an int for integer qualities (what a level is), a float with two decimals otherwise."""
     return hundredths // STEPS if hundredths % STEPS == 0 else round(hundredths / STEPS, 2)
 
 

@@ -100,10 +100,24 @@ def choose(codec: Codec, picture: Picture, target: Target, reconstruct: bool = T
     analysis = codec.analyze(picture)
     if not effort:
         return _search(codec, analysis, target, reconstruct)
-    plain = _search(codec, analysis, target, reconstruct=False)
-    choice = _search(codec, codec.refine(analysis, format_quality(plain.hundredths), effort), target, reconstruct)
-    choice.tried += plain.tried
+    plain = _search(codec, analysis, target, reconstruct=True)
+    refined = _search(codec, codec.refine(analysis, format_quality(plain.hundredths), effort), target, reconstruct=True)
+    choice = refined if _better(refined, plain, target, picture) else plain
+    choice.tried = plain.tried + refined.tried
+    if not reconstruct:
+        choice.encoded.reconstruction = None
     return choice
+
+
+def _better(a: Choice, b: Choice, target: Target, picture: Picture) -> bool:
+    """Whether ``a`` serves the target better than ``b``: met first, then the better picture (size, bpp) or the smaller file (PSNR)."""
+    if a.met != b.met:
+        return a.met
+    smaller = len(a.encoded.data) < len(b.encoded.data)
+    sharper = psnr(picture.color, a.encoded.reconstruction.color) > psnr(picture.color, b.encoded.reconstruction.color)
+    if not a.met:  # neither meets it: the closer one, as a plain search chooses
+        return sharper if target.wants_psnr else smaller
+    return smaller if target.wants_psnr else sharper
 
 
 def _search(codec: Codec, analysis: Analysis, target: Target, reconstruct: bool) -> Choice:

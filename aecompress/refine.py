@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .entropy import gaussian_likelihood
-from .model import DOWNSAMPLING, AutoEncoder, _round_ste
+from .model import DOWNSAMPLING, AutoEncoder
 
 LEARNING_RATE = 2e-2
 TAU_START, TAU_END = 0.5, 0.2
@@ -58,17 +58,23 @@ def soft_round(v: Tensor, tau: float, generator: torch.Generator) -> Tensor:
     return floor + up
 
 
-def _rate_and_mean(net: AutoEncoder, y: Tensor, level: int, rounding) -> tuple[Tensor, Tensor, Tensor]:
-    """Bits of (ẑ, ŷ) with ``rounding`` on y's residuals, and ŷ itself; ẑ is rounded straight-through."""
+def _hyper(net: AutoEncoder, y: Tensor, level: int) -> tuple[Tensor, Tensor, Tensor]:
+    """ẑ of y, its bits, and the hyperprior's mean and log-scale of y (before the context)."""
     quality = torch.tensor([level])
-    z_hat = _round_ste(net.h_a(y))
+    z_hat = torch.round(net.h_a(y))
     z_bits = -torch.log2(net.density.likelihood(z_hat, net.channel_index(quality))).sum()
     mean, log_scale = net.hyper_parameters(z_hat, y.shape[2], y.shape[3])
+    return z_bits, mean, log_scale
+
+
+def _rate_and_mean(net: AutoEncoder, y: Tensor, hyper: tuple[Tensor, Tensor], rounding) -> tuple[Tensor, Tensor]:
+    """Bits of ŷ with ``rounding`` on y's residuals under a fixed hyperprior, and ŷ itself."""
+    mean, log_scale = hyper
     if net.checkerboard:
         mean, log_scale = net.with_context(y, mean, log_scale)
     residual = rounding(y - mean)
     y_bits = -torch.log2(gaussian_likelihood(residual, log_scale)).sum()
-    return z_bits + y_bits, mean + residual, mean
+    return y_bits, mean + residual
 
 
 def _inverse_gain(net: AutoEncoder, goal: Target) -> Tensor:
@@ -82,9 +88,12 @@ def refine_tile(net: AutoEncoder, x: Tensor, y: Tensor, goal: Target, steps: int
     generator = torch.Generator().manual_seed(SEED)
     inverse_gain = _inverse_gain(net, goal)
     pixels = x.shape[2] * x.shape[3]
+    with torch.no_grad():  # ẑ stays the analysis's: a straight-through gradient through h_a misled the search
+        _, mean, log_scale = _hyper(net, y, goal.level)
     for step in range(steps):
         tau = TAU_START * (TAU_END / TAU_START) ** (step / max(1, steps - 1))
-        bits, y_hat, _ = _rate_and_mean(net, y, goal.level, lambda v, tau=tau: soft_round(v, tau, generator))
+        rounding = lambda v, tau=tau: soft_round(v, tau, generator)  # noqa: E731
+        bits, y_hat = _rate_and_mean(net, y, (mean, log_scale), rounding)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             x_hat = net.g_s(y_hat * inverse_gain)
         mse = torch.mean((x_hat.float() - x) ** 2)
@@ -99,7 +108,8 @@ def snap(net: AutoEncoder, y: Tensor, goal: Target, rounds: int = 2) -> Tensor:
     """μ + round(y − μ) with μ from y's own ẑ: the symbols coding will choose, fixed against ẑ moving."""
     with torch.no_grad():
         for _ in range(rounds):
-            _, y, _ = _rate_and_mean(net, y, goal.level, torch.round)
+            _, mean, log_scale = _hyper(net, y, goal.level)
+            _, y = _rate_and_mean(net, y, (mean, log_scale), torch.round)
     return y
 
 

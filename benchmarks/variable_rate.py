@@ -1,4 +1,4 @@
-"""Variable rate: per-level gain vectors against a quantization-step ladder (issue 10's A/B).
+"""Variable rate: per-level gain vectors against a quantization-step ladder (the A/B that chose gains).
 
     python benchmarks/variable_rate.py top MODEL -o TOP.safetensors
     python benchmarks/variable_rate.py curve FOLDER -m GAINS.safetensors -m TOP.safetensors \
@@ -22,7 +22,7 @@ Rates are the models' own estimates: −Σ log₂ p of ẑ and of y's symbols un
 continuous densities, over the image padded to a multiple of 16 as coding pads it, per
 pixel of the image.  Both arms are measured the same way.  For a gain model the estimate
 is the payload's (the real files add a 32-byte container); with ``--anchor`` holding the
-same model's real files both BD-rates are printed (stage 13 on BSDS val: −44.3% estimated,
+same model's real files both BD-rates are printed (the default model on BSDS val: −44.3% estimated,
 −43.9% real).
 PSNR is measured on the 8-bit reconstruction.
 """

@@ -158,7 +158,7 @@ def _train(out: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny model trained once per session through ``aecompress train``."""
+    """A tiny model trained once per test run through ``aecompress train``."""
     return _train(tmp_path_factory.mktemp("models") / "tiny.safetensors", "--steps", "40")
 
 
@@ -170,7 +170,7 @@ def other_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_hp_model(tmp_path_factory) -> Path:
-    """A tiny mean-scale hyperprior model, trained once per session."""
+    """A tiny mean-scale hyperprior model, trained once per test run."""
     return _train(tmp_path_factory.mktemp("hp") / "hp.safetensors", "--preset", "tiny-hp", "--steps", "40")
 
 

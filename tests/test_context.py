@@ -129,7 +129,7 @@ def test_integer_context_is_close_to_the_float_one():
 
 
 def test_training_cannot_push_the_hyperpriors_scales_below_the_table():
-    """Stage 7's first cb run: the non-anchors' rate pushed h_s's log-scales to −450 through the table.
+    """A first checkerboard run: the non-anchors' rate pushed h_s's log-scales to −450 through the table.
 
     With every log-scale below the table's smallest σ and y near zero, a smaller σ would
     still lower the bits; no gradient may push further down (the anchors would then be

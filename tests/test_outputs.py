@@ -1,4 +1,4 @@
-"""One rule for every output of every command (issue 12), through the installed command.
+"""One rule for every output of every command, through the installed command.
 
 Every output is checked before any work starts, never overwritten without -f,
 written through a temporary file, and a failure is one line; where a result was

@@ -1,4 +1,4 @@
-"""benchmarks/variable_rate.py, the tool behind issue 10's variable-rate A/B: its cut is exact, its estimate honest."""
+"""benchmarks/variable_rate.py, the tool behind the variable-rate A/B: its cut is exact, its estimate honest."""
 
 from __future__ import annotations
 

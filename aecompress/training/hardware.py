@@ -26,7 +26,7 @@ def prepare(threads: int | None, warn: Callable[[str], None]) -> None:
         if threads > usable_cores():
             warn(
                 f"--threads {threads} but this process may run on {usable_cores()} core(s) "
-                "(taskset/affinity): more threads than cores ran 3.4x slower in our measurement"
+                "(taskset/affinity): more threads than cores ran 3.4x slower (docs/experiments.md)"
             )
 
 

@@ -255,8 +255,8 @@ def _network(preset: Preset, init: str | None, init_model, main: bool, log: Call
     freed = net.free_gdn_cross_terms()
     if main and freed:
         log(
-            f"GDN: the cross-channel terms of {freed} layers of {init} were stuck at zero (a bug of models "
-            "trained before 2026-12-02); they start near zero now and can learn"
+            f"GDN: the cross-channel terms of {freed} layers of {init} were stuck at zero (older models "
+            "started them there); they start near zero now and can learn"
         )
     return net
 
