@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from .quality import STEPS
+
 MAGIC = b"\x89AEC"
 VERSION = 3  # 3: a checkerboard context (ẑ, y's anchors, the rest); 2: a hyperprior (ẑ, then y by scale); 1: factorized
 READABLE_VERSIONS = (1, 2, 3)
@@ -47,7 +49,7 @@ class Header:
     @property
     def hundredths(self) -> int:
         """The quality in hundredths (``537`` for 5.37)."""
-        return 100 * self.quality + self.fraction
+        return STEPS * self.quality + self.fraction
 
     @property
     def overhead(self) -> int:

@@ -24,7 +24,6 @@ from .data import find_images
 from .images import ImageError, Picture, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
-from .outputs import atomic_write
 
 # The low end of the qualities people use for photos: full-overlap BD-rates reward the very low end,
 # where JPEG falls apart, so every comparison is also reported over PSNR ≥ this.
@@ -383,8 +382,3 @@ def plot_image(ev: Evaluation, fmt: str = "png", title: str = "") -> bytes:
 def _plain(text: str) -> str:
     """Text shown as typed: a '$' in a folder or model name must not start matplotlib's math mode."""
     return text.replace("$", r"\$")
-
-
-def plot(ev: Evaluation, path: Path, title: str = "", overwrite: bool = True) -> None:
-    """Write the RD plot to ``path`` (format from its suffix) through a temporary file."""
-    atomic_write(path, plot_image(ev, plot_format(Path(path)), title), overwrite=overwrite)

@@ -96,9 +96,9 @@ class SizeType(click.ParamType):
 def checked_quality(codec, model, quality: int | None) -> int:
     """-q in hundredths (default: the model's middle level); a quality the model lacks is a usage error."""
     from ..codec import default_quality
-    from ..quality import format_quality
+    from ..quality import STEPS, format_quality
 
-    q = quality if quality is not None else 100 * default_quality(model)
+    q = quality if quality is not None else STEPS * default_quality(model)
     try:
         codec.check_quality(format_quality(q))
     except ValueError as exc:
