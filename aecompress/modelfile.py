@@ -23,6 +23,7 @@ from .entropy import FormatError, Tables, build_tables
 from .integer import IntegerContext, IntegerHyperSynthesis
 from .model import AutoEncoder, Preset
 from .outputs import atomic_write
+from .store import decoded, raw_metadata
 
 FORMAT = "aecompress-model"
 READABLE_VERSIONS = tuple(str(v) for v in format_versions())
@@ -117,10 +118,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     path = Path(path)
     try:
         tensors = load_file(str(path))
-        with open(path, "rb") as fh:
-            header_len = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(header_len))
-        metadata = header.get("__metadata__") or {}
+        metadata = raw_metadata(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
     except IsADirectoryError:
@@ -149,12 +147,5 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelFileError(f"{path}: model file was modified (its content does not match its id)")
     if tables.freqs.shape[0] != net.coded_channels * len(preset.lambdas):
         raise ModelFileError(f"{path}: entropy tables do not match the architecture")
-    meta = {k: _maybe_json(v) for k, v in metadata.items()}
+    meta = decoded(metadata)
     return LoadedModel(net.eval(), tables, mid, meta, str(path), parts)
-
-
-def _maybe_json(value: str):
-    try:
-        return json.loads(value)
-    except (ValueError, TypeError):
-        return value

@@ -48,8 +48,8 @@ class Entry:
         return self.path.stat().st_size
 
 
-def read_metadata(path: Path) -> dict:
-    """A model file's metadata (JSON values decoded) from its safetensors header alone: no torch, no weights read.
+def raw_metadata(path: Path) -> dict[str, str]:
+    """A model file's metadata strings from its safetensors header alone: no torch, no weights read.
 
     ``ValueError`` when the file is not safetensors.
     """
@@ -58,8 +58,17 @@ def read_metadata(path: Path) -> dict:
         if not 2 <= size <= 100_000_000:
             raise ValueError("not a safetensors file")
         header = json.loads(fh.read(size))
-    metadata = header.get("__metadata__") or {} if isinstance(header, dict) else {}
+    return (header.get("__metadata__") or {}) if isinstance(header, dict) else {}
+
+
+def decoded(metadata: dict[str, str]) -> dict:
+    """Metadata with its JSON values (preset, training) decoded; plain strings stay strings."""
     return {k: _maybe_json(v) for k, v in metadata.items()}
+
+
+def read_metadata(path: Path) -> dict:
+    """``raw_metadata``, decoded."""
+    return decoded(raw_metadata(path))
 
 
 def _maybe_json(value: str):
