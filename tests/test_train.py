@@ -458,3 +458,26 @@ def test_the_fine_tuning_defaults_are_the_librarys():
     cfg, note = resolve({"patch_size": 256}, data="d", output="o", init="m")
     assert (cfg.patch_size, cfg.batch_size) == (256, 4) and note.startswith("4 patches of 256² per step: m was trained")
     assert resolve({"patch_size": 256}, data="d", output="o", init="m", patch_size=64)[0].patch_size == 64
+
+
+def test_ema_writes_the_moving_average_and_keeps_the_last_step_in_the_checkpoint(data_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "ema.safetensors"
+    proc = run("train", data_dir, "-o", out, *FAST, "--steps", "12", "--lr", "3e-3", "--ema", "0.9", "--keep-checkpoint")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    checkpoint = torch.load(out.with_name(out.name + ".ckpt"), weights_only=True)
+    written = load_file(str(out))["g_a.0.weight"]
+    averaged, last = checkpoint["averaged"]["g_a.0.weight"], checkpoint["model"]["g_a.0.weight"]
+    assert torch.equal(written, averaged.to(written.dtype)) and not torch.equal(averaged, last)
+    assert info(out)["training"]["ema"] == 0.9
+    # a resumed run keeps averaging (the option comes from the checkpoint)
+    again = tmp_path / "again.safetensors"
+    proc = run("train", data_dir, "-o", again, "--resume", out.with_name(out.name + ".ckpt"), "--steps", "15")
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert info(again)["training"]["ema"] == 0.9 and info(again)["training"]["steps"] == 15
+
+
+def test_ema_out_of_range_is_a_usage_error(data_dir, tmp_path):
+    proc = run("train", data_dir, "-o", tmp_path / "m.safetensors", *FAST, "--steps", "2", "--ema", "1")
+    assert proc.returncode == 2 and b"--ema" in proc.stderr

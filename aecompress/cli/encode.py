@@ -59,11 +59,11 @@ TARGET_MISSED = 3  # exit status: every file written, but at least one missed it
 @click.option("--no-psnr", is_flag=True, help="Skip measuring PSNR (saves the reconstruction pass).")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16", "auto"]),
-    default="fp32",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
     show_default=True,
-    help="Arithmetic of the analysis transform. bf16 runs it about 2–3× faster on CPUs with native bf16 (AMX or "
-    "AVX512-BF16) for files about 0.2% larger; auto: bf16 on such CPUs. Files decode exactly either way.",
+    help="Arithmetic of the analysis transform. bf16 runs it about 2–3× faster on CPUs with AMX (files about 0.2% "
+    "larger) and slower elsewhere; auto: bf16 on AMX CPUs, else fp32. Files decode exactly either way.",
 )
 @io_options
 def encode(
@@ -125,9 +125,9 @@ def _codec(loaded, pixels: int | None, precision: str):
     from ..codec import Codec
 
     if precision == "auto":
-        from ..training.hardware import cpu_has_native_bf16
+        from ..training.hardware import cpu_has_amx_bf16
 
-        precision = "bf16" if cpu_has_native_bf16() else "fp32"
+        precision = "bf16" if cpu_has_amx_bf16() else "fp32"
     return Codec(loaded, pixel_limit(pixels), precision=precision)
 
 

@@ -229,6 +229,13 @@ def _run_training(cfg, init: str | None) -> str:
 @click.option("--init", metavar="MODEL", help="Start from a model's weights ('default' for the shipped one): fine-tuning.")
 @click.option("--checkpoint", metavar="CKPT", help="Checkpoint path (default: MODEL.ckpt).")
 @click.option("--checkpoint-every", default="5m", show_default=True, metavar="DURATION", help="Time between checkpoints.")
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    metavar="DECAY",
+    help="Write an exponential moving average of the weights (e.g. 0.999) as the model, not the last step's; "
+    "the last step's weights stay in the checkpoint.",
+)
 @click.option("--keep-checkpoint", is_flag=True, help="Keep the checkpoint after a finished run (to extend it later with --resume).")
 @click.option(
     "--threads",

@@ -42,6 +42,7 @@ class TrainConfig:
     cache_bytes: int = DEFAULT_CACHE_BYTES  # decoded images kept in memory; larger folders are streamed
     precision: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere), bf16, fp32
     keep_checkpoint: bool = False  # a finished run removes its checkpoint unless asked to keep it
+    ema: float | None = None  # decay of an exponential moving average of the weights, written as the model; None: off
 
 
 class TrainingError(RuntimeError):
@@ -142,6 +143,7 @@ RECIPE_KEYS = {
     "cache-size": (int, str),
     "checkpoint-every": _TEXT,
     "keep-checkpoint": _FLAG,
+    "ema": _NUMBER,
 }
 
 

@@ -12,6 +12,7 @@ training summary and measures it on patches it did not train on.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -65,7 +66,8 @@ class Run:
     started: float = 0.0
     stopped: float | None = None
     skipped_steps: int = 0
-    ema: dict[str, float] = field(default_factory=dict)
+    ema: dict[str, float] = field(default_factory=dict)  # smoothed loss, MSE and bpp, for the progress line
+    averaged: dict[str, torch.Tensor] | None = None  # the weights' moving average (--ema), on the main rank
 
     def elapsed(self) -> float:
         """Seconds trained, over every process that ran this run; frozen when the loop ends."""
@@ -144,6 +146,9 @@ def setup(cfg: TrainConfig, log: Callable[[str], None], warn: Callable[[str], No
         optimizer.load_state_dict(state["optimizer"])
         run.step, run.elapsed_before = int(state["step"]), float(state["elapsed"])
         sampler.generator.manual_seed(cfg.seed + 1000 * ddp.rank + run.step)
+    if cfg.ema and ddp.main:
+        saved = state.get("averaged") if state is not None else None
+        run.averaged = saved or {k: v.detach().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
     run.model = wrap(net) if ddp.world > 1 else net
     if ddp.main:
         run.probe = heldout.cut(held, sampler, tuple(cfg.downscale), cfg.cache_bytes)
@@ -167,6 +172,7 @@ def _from_checkpoint(cfg: TrainConfig) -> tuple[dict, Preset, str | None, list[d
         preset = replace(preset, name=saved["preset"])  # checkpoints from before names were kept
     for key in ("preset", "batch_size", "patch_size", "lr", "warmup", "downscale", "seed"):
         setattr(cfg, key, saved[key])  # a resumed run continues the same recipe
+    cfg.ema = saved.get("ema")
     if not cfg.steps and not cfg.time_budget:
         cfg.steps, cfg.time_budget = saved.get("steps"), saved.get("time_budget")
     init_name = saved.get("init")
@@ -309,7 +315,27 @@ def take_step(run: Run, lr: float) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     torch.nn.utils.clip_grad_norm_(run.net.parameters(), 1.0)
     run.optimizer.step()
     run.step += 1
+    if run.averaged is not None:
+        _update_average(run)
     return loss, mse, bpp
+
+
+@torch.no_grad()
+def _update_average(run: Run) -> None:
+    """avg ← avg + (1 − d)(w − avg), with d ramping up to --ema so that the average soon forgets the start."""
+    decay = min(run.cfg.ema, (1 + run.step) / (10 + run.step))
+    current = run.net.state_dict()
+    names = list(run.averaged)
+    torch._foreach_lerp_([run.averaged[k] for k in names], [current[k].detach() for k in names], 1 - decay)
+
+
+def averaged_network(run: Run) -> AutoEncoder:
+    """The network with the moving average's weights (the last step's where no average is kept)."""
+    if run.averaged is None:
+        return run.net
+    net = copy.deepcopy(run.net)
+    net.load_state_dict({**run.net.state_dict(), **run.averaged})
+    return net
 
 
 def learning_rate(cfg: TrainConfig, step: int, elapsed: float) -> float:
@@ -341,6 +367,8 @@ def write_checkpoint(run: Run) -> None:
         "config": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(run.cfg).items()}, "init": run.init_name},
         "prior_stages": run.prior_stages,
     }
+    if run.averaged is not None:
+        payload["averaged"] = run.averaged
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write(run.checkpoint, buffer.getvalue())
@@ -357,7 +385,7 @@ def _check_ranks(run: Run, interrupted: bool) -> None:
 
 def save(run: Run, interrupted: bool) -> None:
     """Write the model with its training summary; a finished run is measured on its probe patches, and drops its checkpoint."""
-    save_model(run.net, run.output, training=summary(run, interrupted))
+    save_model(averaged_network(run), run.output, training=summary(run, interrupted))
     if interrupted:
         return
     if run.probe is not None:
@@ -408,6 +436,7 @@ def summary(run: Run, interrupted: bool, measured: dict | None = None) -> dict:
         "init": run.init_name,
         "interrupted": interrupted,
         "skipped_steps": run.skipped_steps,
+        "ema": cfg.ema,
         "loss_ema": round(run.ema["loss"], 4) if "loss" in run.ema else None,
     }
     if measured is not None:
