@@ -102,6 +102,7 @@ def evaluate(
     jobs: int = 1,
     ceiling: bool = False,
     step: Callable[[str], None] | None = None,
+    root: Path | None = None,
 ) -> Evaluation:
     """Encode every image of ``source`` (a folder, or a list of image files) with each model and each baseline, at every setting.
 
@@ -113,22 +114,25 @@ def evaluate(
     each model's transforms alone (ŷ = y, no rounding): the PSNR its curve could reach with
     an infinite rate.  A low ceiling means undertrained transforms; a curve far below a
     good ceiling means a weak entropy model or rate trade-off.  When no image can be read,
-    the result has no points (and every image in ``skipped``).
+    the result has no points (and every image in ``skipped``).  Images are named by their
+    path under ``root`` (default: ``source`` when it is a folder; see ``image_name``).
     """
     paths = find_images(source) if isinstance(source, Path) else list(source)
     if not paths:
         raise ValueError(f"{source}: no images found")
+    if root is None and isinstance(source, Path):
+        root = source
     result = Evaluation([], models={name: m.model_id for name, m in models.items()})
     plan = _plan(models, qualities)
-    task = partial(_evaluate_or_skip, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling)
+    task = partial(_evaluate_or_skip, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling, root=root)
     rows: dict[tuple[str, float], list[tuple]] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
             for path, done in zip(paths, pool.map(task, paths), strict=True):
-                _merge(rows, result, path, done, progress)
+                _merge(rows, result, path, image_name(path, root), done, progress)
     else:
         for path in paths:
-            _merge(rows, result, path, task(path, step=step), progress)
+            _merge(rows, result, path, image_name(path, root), task(path, step=step), progress)
     for (name, setting), values in rows.items():
         result.points.append(_mean_point(name, setting, values))
     order = [*models, *codecs]  # a model's rows by quality, a baseline's by rate (JPEG 2000's setting is a ratio)
@@ -168,19 +172,27 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _merge(rows: dict, result: Evaluation, path: Path, done: tuple[dict, str | None], progress) -> None:
+def image_name(path: Path, root: Path | None) -> str:
+    """How results name an image: its path under the folder evaluated, so that a/x.png and b/x.png stay apart;
+    an image outside any folder given (a file argument, a list) keeps its path as given."""
+    if root is not None and root.is_dir() and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return str(path)
+
+
+def _merge(rows: dict, result: Evaluation, path: Path, name: str, done: tuple[dict, str | None], progress) -> None:
     image_rows, reason = done
     if reason is None:
-        result.images.append(path.name)
+        result.images.append(name)
         for key, row in image_rows.items():
             rows.setdefault(key, []).append(row)
     else:
-        result.skipped.append((str(path), reason))
+        result.skipped.append((name, reason))
     if progress:
         progress(path, reason)
 
 
-def _evaluate_or_skip(path: Path, step=None, **plan) -> tuple[dict, str | None]:
+def _evaluate_or_skip(path: Path, step=None, root: Path | None = None, **plan) -> tuple[dict, str | None]:
     """``_evaluate_image``'s rows and None, or no rows and why the image cannot be read (it is skipped, not fatal)."""
     try:
         data = path.read_bytes()
@@ -189,13 +201,23 @@ def _evaluate_or_skip(path: Path, step=None, **plan) -> tuple[dict, str | None]:
         return {}, str(exc)
     except OSError as exc:
         return {}, exc.strerror or str(exc)
-    return _evaluate_image(path, picture=picture, step=step, **plan), None
+    return _evaluate_image(path, picture=picture, step=step, label=image_name(path, root), **plan), None
 
 
 def _evaluate_image(
-    path: Path, models: tuple, codecs: list[str], with_ms_ssim: bool, ceiling: bool = False, picture: Picture | None = None, step=None
+    path: Path,
+    models: tuple,
+    codecs: list[str],
+    with_ms_ssim: bool,
+    ceiling: bool = False,
+    picture: Picture | None = None,
+    step=None,
+    label: str | None = None,
 ) -> dict:
-    """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec[, ceiling psnr])}."""
+    """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec[, ceiling psnr])}.
+
+    ``label`` names the image in ``step``'s calls (default: its file name)."""
+    label = label or path.name
     picture = picture if picture is not None else read_image(path.read_bytes(), str(path))
     rgb = picture.rgb()
     pixels = picture.width * picture.height
@@ -213,7 +235,7 @@ def _evaluate_image(
             if ceiling:
                 rows[(name, q)] += (min(psnr(rgb, codec.transform_only(source, q)), 100.0),)
             if step:
-                step(f"{path.name}: {name} q{q:g}")
+                step(f"{label}: {name} q{q:g}")
     image = Image.fromarray(rgb)
     for name in codecs:
         for setting in baselines.BASELINES[name].settings:
@@ -224,7 +246,7 @@ def _evaluate_image(
             t2 = time.perf_counter()
             rows[(name, setting)] = _measure(rgb, out, len(data), pixels, t1 - t0, t2 - t1, with_ms_ssim)
             if step:
-                step(f"{path.name}: {name} {setting:g}")
+                step(f"{label}: {name} {setting:g}")
     return rows
 
 

@@ -179,3 +179,19 @@ def test_plot_view_fits_the_models_and_the_baselines_within_their_rates():
     assert view.bpp[0] == 0 and 3.4 < view.bpp[1] < 4.0
     assert view.psnr[0] < 30.0 and 41.0 < view.psnr[1] < 45.0
     assert view.outside == ["jpeg2000"] and view.ms_ssim is None
+
+
+def test_eval_names_images_by_their_path_under_the_folder(tmp_path):
+    """a/x.png and b/x.png are two images, not one name twice; an unreadable one is named the same way."""
+    for sub, seed in (("a", 0), ("b", 1)):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+        save_image(tmp_path / "set" / sub / "x.png", gradient(48, 32, seed=seed))
+    (tmp_path / "set" / "b" / "y.png").write_bytes(b"")
+    args = ["--no-model", "--baselines", "jpeg", "--no-ms-ssim", "--json"]
+    proc = run("eval", tmp_path / "set", *args)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    data = json.loads(proc.stdout)
+    assert data["images"] == ["a/x.png", "b/x.png"] and all(p["images"] == 2 for p in data["points"])
+    assert data["skipped"] == [{"image": "b/y.png", "reason": "empty file"}]
+    single = json.loads(run("eval", tmp_path / "set" / "a" / "x.png", *args).stdout)
+    assert single["images"] == [str(tmp_path / "set" / "a" / "x.png")]  # a file: its name as given

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import assert_one_line_failure, err_lines, gradient, read_pixels, run, save_image
@@ -100,3 +102,22 @@ def test_score_heatmaps_keep_the_tree(tiny_model, dcim, tmp_path):
     proc = run("score", "-m", tiny_model, dcim, "--heatmap", maps, "--json")
     assert proc.returncode == 0, proc.stderr.decode()
     assert tree(maps) == ["100/IMG_0001.heatmap.png", "101/IMG_0001.heatmap.png", "101/sub/x.heatmap.png"]
+
+
+def test_encoding_a_folder_again_skips_the_images_decode_wrote_beside_its_inputs(tiny_model, dcim):
+    assert run("encode", "-m", tiny_model, dcim).returncode == 0
+    assert run("decode", "-m", tiny_model, dcim).returncode == 0  # x.decoded.png beside each x.aec
+    again = run("encode", "-m", tiny_model, dcim, "-f")
+    assert again.returncode == 0, again.stderr.decode()
+    lines = err_lines(again)
+    assert lines.count(f"aecompress: note: skipped 3 decoded outputs (*.decoded.*) in {dcim}") == 1, lines
+    assert sum("note" in line for line in lines) == 1 and lines[-1].startswith("3 of 3 files encoded")
+    assert not list(dcim.rglob("*.decoded.aec"))
+    assert run("encode", "-m", tiny_model, dcim, "-f", "-s").stderr == b""  # -s: errors only
+    named = dcim / "101" / "sub" / "x.decoded.png"
+    proc = run("encode", "-m", tiny_model, named)  # a file named on the command line is never skipped
+    assert proc.returncode == 0 and b"note" not in proc.stderr, proc.stderr.decode()
+    assert (dcim / "101" / "sub" / "x.decoded.aec").is_file()
+    score = run("score", "-m", tiny_model, dcim, "--json")  # only encode leaves them out
+    assert score.returncode == 0 and b"note" not in score.stderr
+    assert sum(".decoded." in json.loads(line)["input"] for line in score.stdout.splitlines()) == 3

@@ -481,3 +481,44 @@ def test_ema_writes_the_moving_average_and_keeps_the_last_step_in_the_checkpoint
 def test_ema_out_of_range_is_a_usage_error(data_dir, tmp_path):
     proc = run("train", data_dir, "-o", tmp_path / "m.safetensors", *FAST, "--steps", "2", "--ema", "1")
     assert proc.returncode == 2 and b"--ema" in proc.stderr
+
+
+def test_info_shows_the_measure_of_held_out_images_as_a_line(tmp_path):
+    """`info` prints the training summary's held-out measure in words, not as a raw dict."""
+    data = tmp_path / "twenty"
+    data.mkdir()
+    gradient_folder(data, 20, 48, 40)  # 20 images: one is held out
+    out = tmp_path / "m.safetensors"
+    assert run("train", data, "-o", out, *FAST, "--steps", "3").returncode == 0
+    proc = run("info", out)
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode()
+    assert "{" not in text and "held_out" not in text, text
+    lines = [line for line in text.splitlines() if line.startswith("  held out ")]
+    assert len(lines) == 1, text
+    assert re.fullmatch(r"  held out +1 image not trained on, 8 patches of 128², q3: [\d.]+ bpp, [\d.]+ dB", lines[0]), lines[0]
+
+
+def test_info_says_when_the_measure_is_on_training_images(trained):
+    text = run("info", trained.model).stdout.decode()
+    assert "{" not in text and re.search(r"\n  measured +on training images \(none held out\), 8 patches of 128², q3: ", text), text
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('downscale = "abc"\n', "downscale = 'abc': use FACTOR or MIN:MAX"),
+        ('lambda = "x"\n', "lambda = 'x': use one λ or a comma-separated list"),
+        ('time-budget = "soon"\n', "time-budget = 'soon': not a duration"),
+        ("batch-size = 0\n", "batch-size = 0: 0 is not in the range x>=1"),
+        ('device = "tpu"\n', "device = 'tpu': not a device"),
+        ('preset = "huge"\n', "preset = 'huge': not a preset (choose from tiny,"),
+    ],
+    ids=["downscale", "lambda", "time-budget", "range", "device", "preset"],
+)
+def test_a_bad_value_in_a_recipe_is_named_with_its_file(data_dir, tmp_path, text, reason):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("steps = 2\nseed = 3\n" + text)
+    line = assert_one_line_failure(run("train", data_dir, "-o", tmp_path / "m.safetensors", "--recipe", recipe), code=2)
+    assert line.startswith(f"aecompress: error: {recipe}: {reason}"), line
+    assert not (tmp_path / "m.safetensors").exists()

@@ -65,6 +65,11 @@ def warning_line(message: str) -> str:
     return f"aecompress: warning: {message}"
 
 
+def note_line(message: str) -> str:
+    """Something the user may not expect but that is no problem (``warning_line``'s milder sibling)."""
+    return f"aecompress: note: {message}"
+
+
 def debugging() -> bool:
     """Whether ``aecompress --debug`` was given (read from click's context, so no caller has to pass it)."""
     ctx = click.get_current_context(silent=True)

@@ -89,7 +89,7 @@ def encode(
     """Compress images into .aec files.
 
     INPUT is an image file (PNG, JPEG, WebP, TIFF, BMP, GIF…), a folder (its images,
-    searched recursively) or '-' for stdin.  Without -o/-d/-c, x.png is written to x.aec
+    searched recursively, less the x.decoded.png that decode wrote there) or '-' for stdin.  Without -o/-d/-c, x.png is written to x.aec
     beside it, in folders too; -d DIR keeps a folder's subfolders (DCIM/100/x.jpg of DCIM
     → DIR/100/x.aec); stdin goes to stdout.  The time reported is the encoding alone (with
     a target, every quality tried), not reading, writing or loading the model.
@@ -98,7 +98,7 @@ def encode(
     """
     set_threads(threads)
     target = _target(target_size, target_bpp, target_psnr, quality, no_psnr)
-    found = expand_inputs(inputs)
+    found = expand_inputs(inputs, skip_decoded=True, quiet=quiet)
     outputs = Outputs(tuple(found.files), output, outdir, stdout, force, ".aec", found=found)
     nothing_found(found)
     loaded = load_model(model)

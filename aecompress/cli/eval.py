@@ -72,7 +72,8 @@ def evaluate_command(folder, model, codec_list, no_model, qualities, no_ms_ssim,
     paths, skipped = _readable_images(folder)
     progress = _Progress(len(paths), steps_per_image(models, names, wanted))
     try:
-        result = evaluate(paths, models, names, not no_ms_ssim, progress.image, wanted, jobs, ceiling, progress.step if jobs == 1 else None)
+        step = progress.step if jobs == 1 else None
+        result = evaluate(paths, models, names, not no_ms_ssim, progress.image, wanted, jobs, ceiling, step, root=Path(folder))
     finally:
         progress.close()
     result.skipped[:0] = skipped
@@ -150,12 +151,15 @@ def _wanted_qualities(qualities: str | None, models: dict) -> list[int | float] 
 
 
 def _readable_images(folder: str) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The images of DIR that open (headers only, fast), and (path, why) of those skipped, each with a warning.
+    """The images of DIR that open (headers only, fast), and (name, why) of those skipped, each with a warning.
+
+    A skipped image is named as the results name images (its path under DIR); its warning gives the path.
 
     A missing DIR, a folder without images, and a single file that cannot be read fail
     in the words `encode` and `score` use for them.
     """
     from ..data import find_images
+    from ..evaluate import image_name
     from ..images import unreadable_reason
 
     root = Path(folder)
@@ -173,7 +177,7 @@ def _readable_images(folder: str) -> tuple[list[Path], list[tuple[str, str]]]:
             fail_input(folder, reason)
         else:
             stderr(warning_line(f"{path}: {reason}; skipped"))
-            skipped.append((str(path), reason))
+            skipped.append((image_name(path, root), reason))
     if not readable:
         fail_input(folder, f"no readable images ({len(skipped)} skipped)")
     return readable, skipped

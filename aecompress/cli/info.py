@@ -134,14 +134,32 @@ def _info_model(file: str) -> tuple[dict, list[str]]:
         default = f"; the default of this aecompress {__version__}" if record["default"] else ""
         lines.append(f"  release       shipped as the default of aecompress {record['release']}{default}")
     if training:
-        shown = {k: v for k, v in training.items() if k not in ("stages", "lambdas") and v not in (None, False, "")}
+        shown = {k: v for k, v in training.items() if k not in ("stages", "lambdas", "held_out") and v not in (None, False, "")}
         lines.append("  training      " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        measured = _measured_line(training.get("held_out"))
+        if measured:
+            lines.append(measured)
         stages = training.get("stages") or []
         if len(stages) > 1:
             lines.append(f"  stages        {len(stages)} (the model was trained in stages, each continuing the last):")
             for i, stage in enumerate(stages, 1):
                 lines.append("    " + _stage_line(i, stage))
     return record, lines
+
+
+def _measured_line(measured) -> str | None:
+    """The training summary's measure of the finished model, as words: what it was coded on, at what cost and quality."""
+    if not isinstance(measured, dict):
+        return None
+    try:
+        images = int(measured.get("held_out_images") or 0)
+        patches = f"{measured['patches']} patches of {measured['side']}²"
+        result = f"q{measured['quality']:g}: {float(measured['bpp']):.3f} bpp, {float(measured['psnr']):.2f} dB"
+    except (KeyError, TypeError, ValueError):  # a summary of another shape: still one line, never a raw dict
+        return "  measured      " + ", ".join(f"{k} {v}" for k, v in measured.items() if not isinstance(v, (dict, list)))
+    if images:
+        return f"  held out      {images} image{'s' if images != 1 else ''} not trained on, {patches}, {result}"
+    return f"  measured      on training images (none held out), {patches}, {result}"
 
 
 def _stage_line(number: int, stage: dict) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from .app import CliError, Failure, debugging, fail_line, first_line, stderr
+from .app import CliError, Failure, debugging, fail_line, first_line, note_line, stderr
 
 if TYPE_CHECKING:
     from .report import Reporter
@@ -105,8 +105,13 @@ class Inputs:
         return len(self.files) + len(self.errors)
 
 
-def expand_inputs(args: tuple[str, ...], aec: bool = False) -> Inputs:
-    """Files, with each folder replaced by the images under it (``aec``: the .aec files), found as `train` and `eval` find them."""
+def expand_inputs(args: tuple[str, ...], aec: bool = False, skip_decoded: bool = False, quiet: bool = False) -> Inputs:
+    """Files, with each folder replaced by the images under it (``aec``: the .aec files), found as `train` and `eval` find them.
+
+    ``skip_decoded`` (encode) leaves out, in folders only, the images `decode` wrote beside
+    its inputs (x.decoded.png), so that encoding a folder twice does not encode its own
+    round trips; a note says how many, unless ``quiet``.  A file named as an argument is always kept.
+    """
     from ..data import find_images
 
     inputs = Inputs()
@@ -116,12 +121,32 @@ def expand_inputs(args: tuple[str, ...], aec: bool = False) -> Inputs:
             continue
         inputs.folders = True
         found = find_aec_files(Path(arg)) if aec else find_images(Path(arg))
+        if skip_decoded and not aec:
+            found = _without_decoded(found, arg, quiet)
         if not found:
             inputs.errors.append(fail_line(arg, NO_AEC_FILES if aec else NO_IMAGES))
         for path in found:
             inputs.files.append(str(path))
             inputs.relative[str(path)] = path.relative_to(arg)
     return inputs
+
+
+DECODED_STEM = ".decoded"  # `decode` writes x.aec to x.decoded.png (or .jpg, .webp…) beside it
+
+
+def is_decoded_output(path: Path) -> bool:
+    """Whether ``path`` is named as `decode` names the image it writes beside its input."""
+    return path.stem.lower().endswith(DECODED_STEM) and len(path.stem) > len(DECODED_STEM)
+
+
+def _without_decoded(found: list[Path], folder: str, quiet: bool) -> list[Path]:
+    """``found`` less decode's outputs, with one note on stderr (unless ``quiet``) when any were left out."""
+    kept = [path for path in found if not is_decoded_output(path)]
+    skipped = len(found) - len(kept)
+    if skipped and not quiet:
+        outputs = "output" if skipped == 1 else "outputs"
+        stderr(note_line(f"skipped {skipped} decoded {outputs} (*{DECODED_STEM}.*) in {folder}"))
+    return kept
 
 
 class Outputs:

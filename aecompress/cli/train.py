@@ -36,9 +36,56 @@ def _read_recipe(ctx: click.Context, param: click.Parameter, path: str | None) -
         raise CliError(f"{path}: no such recipe file", EXIT_USAGE) from None
     except (OSError, ValueError) as exc:
         raise CliError(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    names = {"lambda": "lambdas"}
-    ctx.default_map = {**(ctx.default_map or {}), **{names.get(k, k.replace("-", "_")): v for k, v in recipe.items()}}
+    for key, value in recipe.items():
+        _check_recipe_value(ctx, path, key, value)
+    ctx.meta[_RECIPE] = path
+    ctx.default_map = {**(ctx.default_map or {}), **{_option_name(k): v for k, v in recipe.items()}}
     return path
+
+
+_RECIPE = "aecompress.recipe"  # ctx.meta: the --recipe file of this run
+
+
+def _from_recipe(name: str) -> str | None:
+    """The recipe file that set parameter ``name`` (None: the command line or the option's default did)."""
+    ctx = click.get_current_context()
+    return ctx.meta.get(_RECIPE) if ctx.get_parameter_source(name) == ParameterSource.DEFAULT_MAP else None
+
+
+def _option_name(key: str) -> str:
+    """The parameter of `train` a recipe key sets: 'patch-size' → 'patch_size'."""
+    return "lambdas" if key == "lambda" else key.replace("-", "_")
+
+
+# The recipe keys whose text the command parses itself, after click's conversion: checked the same way up front.
+_RECIPE_PARSERS = {
+    "time-budget": lambda text: _duration(text, "--time-budget"),
+    "checkpoint-every": lambda text: _duration(text, "--checkpoint-every"),
+    "lambda": parse_lambdas,
+    "downscale": parse_downscale,
+    "cache-size": parse_size,
+}
+
+
+def _check_recipe_value(ctx: click.Context, path: str, key: str, value: object) -> None:
+    """One value of a recipe checked as its option would be, so that a bad one is named with its file and key.
+
+    Checked even when the command line overrides it: a recipe is a file to keep and reuse.
+    """
+    param = next(p for p in ctx.command.params if p.name == _option_name(key))
+    try:
+        converted = param.type_cast_value(ctx, value)
+        if key in _RECIPE_PARSERS:
+            _RECIPE_PARSERS[key](converted)
+    except (click.BadParameter, CliError) as exc:  # CliError: a type that fails in the command's own words (--device)
+        raise CliError(f"{path}: {key} = {value!r}: {_reason(exc.message, key, value)}", EXIT_USAGE) from None
+
+
+def _reason(message: str, key: str, value: object) -> str:
+    """An option's error message without the value it starts with, which the recipe's line already shows."""
+    for prefix in (f"{str(value)!r}: ", f"--{key} {value}: "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def _check_train_outputs(output: str, checkpoint: str | None, resume: str | None, force: bool) -> None:
@@ -71,7 +118,11 @@ def _check_train_inputs(resume: str | None, init: str | None, preset: str | None
     from ..sniff import describe, head, training_checkpoint
 
     if preset is not None and not resume and preset not in PRESETS:
-        raise CliError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        choices = f"(choose from {', '.join(PRESETS)})"
+        recipe = _from_recipe("preset")
+        if recipe:  # checked here, not with the recipe's other values: the presets are known once torch loads
+            raise CliError(f"{recipe}: preset = {preset!r}: not a preset {choices}", EXIT_USAGE)
+        raise CliError(f"unknown preset {preset!r} {choices}")
     if init is not None:
         load_model(init)  # cached: the run itself then loads it for free
     if resume is None or training_checkpoint(resume) is not None:
