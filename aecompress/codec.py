@@ -121,6 +121,9 @@ class Analysis:
     picture: Picture
     features: torch.Tensor  # (1, M, h, w) float32
     seconds: float = 0.0
+    # A refined analysis keeps the rounded hyper-latent ẑ it was optimized against, to be coded with it at that quality.
+    hyper_latent: torch.Tensor | None = None
+    hyper_hundredths: int | None = None
 
 
 @dataclass
@@ -234,15 +237,19 @@ class Codec:
         if not steps or not self.net.hyperprior:
             return analysis
         t0 = time.perf_counter()
-        level, fraction = divmod(self.check_quality(quality), STEPS)
+        hundredths = self.check_quality(quality)
+        level, fraction = divmod(hundredths, STEPS)
         goal = refine_target(self.net, level - 1, fraction / STEPS)
         gain = self.net.gains(goal.level, goal.t)[0].detach()[None, :, None, None]
         from .train import cpu_has_native_bf16
 
         rgb = torch.from_numpy(analysis.picture.rgb().copy()).permute(2, 0, 1).float().div_(255.0)
         low_precision = self.precision == "bf16" or cpu_has_native_bf16()  # the encoder's choice: decoding stays exact
-        y = refine_latent(self.net, rgb, analysis.features.clone() * gain, goal, steps, low_precision)
-        return Analysis(analysis.picture, y.div_(gain), analysis.seconds + time.perf_counter() - t0)
+        y = analysis.features.clone() * gain
+        with torch.inference_mode():
+            z_hat = self.latent_coder.hyper_latent(y)
+        y = refine_latent(self.net, rgb, y, z_hat, goal, steps, low_precision)
+        return Analysis(analysis.picture, y.div_(gain), analysis.seconds + time.perf_counter() - t0, z_hat, hundredths)
 
     def encode_analysis(
         self, analysis: Analysis, quality: int | float | str, reconstruct: bool = True, estimate: bool = False, keep_latent: bool = False
@@ -264,7 +271,8 @@ class Codec:
         y = analysis.features * gain if reuse else analysis.features.mul_(gain)
         if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
-        latents = self.latent_coder.quantize(y, level)  # in place: memory for huge images
+        z_hat = analysis.hyper_latent if analysis.hyper_hundredths == hundredths else None  # a refined latent's own ẑ
+        latents = self.latent_coder.quantize(y, level, z_hat)  # in place: memory for huge images
         t1 = time.perf_counter()
         stream = StreamEncoder()
         self.latent_coder.encode(stream, latents, level)

@@ -57,6 +57,7 @@ class Evaluation:
     points: list[Point] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)  # name → model id of each learned model
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (image, why) of each image that could not be read
+    effort: int = 0  # the models' encoder effort
 
     def curve(self, codec: str) -> list[tuple[float, float]]:
         return [(p.bpp, p.psnr) for p in self.points if p.codec == codec]
@@ -78,6 +79,7 @@ class Evaluation:
             "images": self.images,
             "skipped": [{"image": name, "reason": reason} for name, reason in self.skipped],
             "models": self.models,
+            "effort": self.effort,
             "points": [p.to_dict() for p in self.points],
             "bd_rate": {anchor: {k: _round(v) for k, v in self.bd_rates(anchor).items()} for anchor in codecs},
             f"bd_rate_psnr_{USED_PSNR:g}": {a: {k: _round(v) for k, v in self.bd_rates(a, USED_PSNR).items()} for a in codecs},
@@ -103,6 +105,7 @@ def evaluate(
     ceiling: bool = False,
     step: Callable[[str], None] | None = None,
     root: Path | None = None,
+    effort: int = 0,
 ) -> Evaluation:
     """Encode every image of ``source`` (a folder, or a list of image files) with each model and each baseline, at every setting.
 
@@ -116,15 +119,16 @@ def evaluate(
     good ceiling means a weak entropy model or rate trade-off.  When no image can be read,
     the result has no points (and every image in ``skipped``).  Images are named by their
     path under ``root`` (default: ``source`` when it is a folder; see ``image_name``).
+    ``effort`` is the models' encoder effort (``encode -e``).
     """
     paths = find_images(source) if isinstance(source, Path) else list(source)
     if not paths:
         raise ValueError(f"{source}: no images found")
     if root is None and isinstance(source, Path):
         root = source
-    result = Evaluation([], models={name: m.model_id for name, m in models.items()})
+    result = Evaluation([], models={name: m.model_id for name, m in models.items()}, effort=effort)
     plan = _plan(models, qualities)
-    task = partial(_evaluate_or_skip, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling, root=root)
+    task = partial(_evaluate_or_skip, models=plan, codecs=codecs, with_ms_ssim=measure_ms_ssim, ceiling=ceiling, root=root, effort=effort)
     rows: dict[tuple[str, float], list[tuple]] = {}
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs, initializer=_one_thread) as pool:
@@ -213,6 +217,7 @@ def _evaluate_image(
     picture: Picture | None = None,
     step=None,
     label: str | None = None,
+    effort: int = 0,
 ) -> dict:
     """Every setting of every codec on one image: {(codec, setting): (bpp, psnr, ms-ssim, t_enc, t_dec[, ceiling psnr])}.
 
@@ -227,7 +232,7 @@ def _evaluate_image(
         codec = _codec(model_path)
         for q in qualities:
             t0 = time.perf_counter()
-            enc = codec.encode(source, q, reconstruct=False)
+            enc = codec.encode(source, q, reconstruct=False, effort=effort)
             t1 = time.perf_counter()
             out = codec.decode(enc.data).picture.rgb()
             t2 = time.perf_counter()
@@ -263,7 +268,8 @@ def _measure(ref: np.ndarray, out: np.ndarray, n_bytes: int, pixels: int, t_enc:
 def format_table(ev: Evaluation, anchor: str = "jpeg") -> str:
     ids = ", ".join(f"{name} = model {mid}" for name, mid in ev.models.items())
     skipped = f" ({len(ev.skipped)} unreadable skipped)" if ev.skipped else ""
-    lines = [f"{len(ev.images)} images{skipped}" + (f"; {ids}" if ids else ""), ""]
+    effort = f"; encoder effort {ev.effort}" if ev.effort and ev.models else ""
+    lines = [f"{len(ev.images)} images{skipped}" + (f"; {ids}" if ids else "") + effort, ""]
     width = max([11, *(len(c) + 1 for c in ev.codecs())])
     ceiling = any(p.ceiling_psnr is not None for p in ev.points)
     extra = f" {'ceiling':>8}" if ceiling else ""

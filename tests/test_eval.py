@@ -11,8 +11,10 @@ import struct
 import subprocess
 import termios
 
+import numpy as np
 import pytest
-from conftest import AECOMPRESS, assert_one_line_failure, err_lines, gradient, run, save_image
+from conftest import AECOMPRESS, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, run, save_image
+from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,19 @@ def test_eval_names_images_by_their_path_under_the_folder(tmp_path):
     assert data["skipped"] == [{"image": "b/y.png", "reason": "empty file"}]
     single = json.loads(run("eval", tmp_path / "set" / "a" / "x.png", *args).stdout)
     assert single["images"] == [str(tmp_path / "set" / "a" / "x.png")]  # a file: its name as given
+
+
+def test_eval_codes_the_models_files_at_the_effort_asked(tmp_path):
+    (tmp_path / "set").mkdir()
+    with Image.open(SAMPLE_PHOTO) as im:
+        crop = save_image(tmp_path / "set" / "crop.png", np.asarray(im.convert("RGB").crop((160, 120, 256, 216))))
+    for effort in ("0", "1"):
+        proc = run("eval", crop.parent, "--baselines", "", "--no-ms-ssim", "--qualities", "8", "-e", effort, "--json")
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        data = json.loads(proc.stdout)
+        assert data["effort"] == int(effort)
+        encoded = json.loads(run("encode", crop, "-o", tmp_path / f"e{effort}.aec", "-q", "8", "-e", effort, "--json").stdout)
+        assert data["points"][0]["bpp"] == pytest.approx(encoded["bpp"], abs=1e-4)
+        assert data["points"][0]["psnr"] == pytest.approx(encoded["psnr"], abs=1e-3)
+    table = run("eval", crop.parent, "--baselines", "", "--no-ms-ssim", "--qualities", "8", "-e", "1").stdout.decode()
+    assert "encoder effort 1" in table.splitlines()[0]

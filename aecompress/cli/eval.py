@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from ..quality import MAX_EFFORT
 from .app import CliError, debugging, error_line, first_line, main, stderr, warning_line
 from .io import NO_IMAGES, fail_input, load_model
 
@@ -33,6 +34,14 @@ from .io import NO_IMAGES, fail_input, load_model
     metavar="Q[,Q…]",
     help="Model qualities to evaluate, as -q takes them: 1,4,8, or hundredths with hyperprior models (5.5); default: every level.",
 )
+@click.option(
+    "-e",
+    "--effort",
+    type=click.IntRange(0, MAX_EFFORT),
+    default=0,
+    show_default=True,
+    help="Encoder effort of the models' files, as encode -e takes it (far slower above 0).",
+)
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
 @click.option(
     "--ceiling",
@@ -51,7 +60,7 @@ from .io import NO_IMAGES, fail_input, load_model
     show_default=True,
     help="Processes (images are spread over them; timings then per process).",
 )
-def evaluate_command(folder, model, codec_list, no_model, qualities, no_ms_ssim, ceiling, plot_path, as_json, output, force, jobs):
+def evaluate_command(folder, model, codec_list, no_model, qualities, effort, no_ms_ssim, ceiling, plot_path, as_json, output, force, jobs):
     """Rate–distortion of a model against JPEG, WebP, AVIF, JPEG XL and JPEG 2000.
 
     Every image in DIR (searched recursively) is coded at every quality of the model
@@ -73,7 +82,9 @@ def evaluate_command(folder, model, codec_list, no_model, qualities, no_ms_ssim,
     progress = _Progress(len(paths), steps_per_image(models, names, wanted))
     try:
         step = progress.step if jobs == 1 else None
-        result = evaluate(paths, models, names, not no_ms_ssim, progress.image, wanted, jobs, ceiling, step, root=Path(folder))
+        result = evaluate(
+            paths, models, names, not no_ms_ssim, progress.image, wanted, jobs, ceiling, step, root=Path(folder), effort=effort
+        )
     finally:
         progress.close()
     result.skipped[:0] = skipped

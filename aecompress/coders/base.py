@@ -73,10 +73,11 @@ class LatentCoder(ABC, Generic[Latents]):
         return -torch.log2(self.net.density.likelihood(symbols, self.net.channel_index(torch.tensor([level - 1]))))
 
     @abstractmethod
-    def quantize(self, y: torch.Tensor, level: int) -> Latents:
+    def quantize(self, y: torch.Tensor, level: int, z_hat: torch.Tensor | None = None) -> Latents:
         """y · gain (1, M, h, w) → what will be coded; may overwrite ``y`` (memory for huge images).
 
-        Runs the coder's own networks, so its time counts as the transform's.
+        Runs the coder's own networks, so its time counts as the transform's.  ``z_hat``:
+        the hyper-latent to code with y instead of its own (a refined latent's); others ignore it.
         """
 
     @abstractmethod

@@ -20,7 +20,7 @@ class FactorizedCoder(LatentCoder[torch.Tensor]):
     def describe(cls, preset: Preset) -> str:
         return "factorized prior"
 
-    def quantize(self, y: torch.Tensor, level: int) -> torch.Tensor:
+    def quantize(self, y: torch.Tensor, level: int, z_hat: torch.Tensor | None = None) -> torch.Tensor:
         return torch.round(y)
 
     def encode(self, stream: StreamEncoder, latents: torch.Tensor, level: int) -> None:

@@ -76,8 +76,12 @@ class HyperpriorCoder(LatentCoder[HyperLatents]):
         hyper.to_float(net.h_s)
         return {"gaussian": gaussian, "hyper": hyper}
 
-    def quantize(self, y: torch.Tensor, level: int) -> HyperLatents:
-        z = torch.round(self._hyper_analysis(y))
+    def hyper_latent(self, y: torch.Tensor) -> torch.Tensor:
+        """ẑ = round(h_a(y)) (1, Nz, hz, wz): what ``quantize`` codes unless given another."""
+        return torch.round(self._hyper_analysis(y))
+
+    def quantize(self, y: torch.Tensor, level: int, z_hat: torch.Tensor | None = None) -> HyperLatents:
+        z = self.hyper_latent(y) if z_hat is None else z_hat
         if not bool(torch.isfinite(z).all()) or float(z.abs().max()) >= 2**30:
             raise ValueError("the model produced latents out of range (a broken model?)")
         z_symbols = z[0].to(torch.int32).numpy()
