@@ -25,7 +25,7 @@ from .bitstream import ContainerError, Header
 from .coders import LatentCoder, coder_class
 from .entropy import FormatError, StreamDecoder, StreamEncoder, SymbolCoder, read_varint, write_varint
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
-from .model import DOWNSAMPLING
+from .layout import DOWNSAMPLING
 from .modelfile import LoadedModel, ModelFileError
 from .modelfile import load_model as _load_model_file
 from .quality import EFFORT_STEPS, MAX_EFFORT, STEPS, format_quality, fraction_of, parse_quality

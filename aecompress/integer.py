@@ -10,8 +10,8 @@ the file decodes to garbage.  So at coding time ``h_s`` runs on integers only
 - activations are fixed-point numbers with ``FRACTION`` = 8 fractional bits, clamped to
   [0, 2^24) (the ReLU and the clamp are one step), ẑ is clamped to ±2^12;
 - each layer's sum is an integer below 2^53, so float64 holds it exactly and the
-  order of summation cannot matter: the torch path below (float64 matrix products)
-  and the numpy path (int64) give identical results, and both are exact;
+  order of summation cannot matter: the float64 matrix products below and the tests'
+  int64 reference (tests/reference_integer.py) give identical results, and both are exact;
 - rescaling is a rounding right shift ``(acc + 2^(k−1)) >> k``.
 
 The outputs are the means (fixed-point, exact, added back to the residuals after
@@ -23,14 +23,13 @@ integer network is its rounding, built when the model file is written.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .entropy import LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, FormatError, scale_index_from_q8
-from .model import CONTEXT_TAPS, anchor_mask
+from .layout import CONTEXT_TAPS, anchor_grid
 
 FRACTION = 8  # fractional bits of activations and of the log-scale output
 WEIGHT_LIMIT = 1 << 14  # |integer weight| < this
@@ -40,13 +39,21 @@ EXACT_LIMIT = 1 << 53  # float64 holds every integer below this exactly
 HALO = 2  # ẑ rows of context on each side of a band (receptive field: 1 + 1/2 + 1/4 rows)
 
 
-def _to_integers(weight: torch.Tensor, bias: torch.Tensor, input_fraction: int, min_bits: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """One layer rounded to integers: ``round(w · 2^S)`` (|w| < 2^14), ``round(b · 2^(S + input_fraction))``, and S."""
+def _to_integers(weight, bias, input_fraction: int, min_bits: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """One layer (torch tensors) rounded to integers: ``round(w · 2^S)`` (|w| < 2^14), ``round(b · 2^(S + input_fraction))``, and S."""
     w = weight.detach().double().cpu().numpy()
     b = bias.detach().double().cpu().numpy()
     largest = max(float(np.abs(w).max()), 1e-12)
     S = max(min(int(np.floor(np.log2((WEIGHT_LIMIT - 1) / largest))), 30), min_bits)
     return np.round(w * 2.0**S).astype(np.int32), np.round(b * 2.0 ** (S + input_fraction)).astype(np.int64), S
+
+
+def _set(parameter, values: np.ndarray) -> None:
+    """Copy ``values`` into a torch parameter (a float network takes an integer network's weights)."""
+    import torch
+
+    with torch.no_grad():
+        parameter.copy_(torch.from_numpy(values))
 
 
 @dataclass
@@ -58,27 +65,37 @@ class IntegerLayers:
     scale_bits: list[int]  # S of each layer: weight = w_int / 2^S
 
     PREFIX: ClassVar[str] = ""  # tensor names in the model file: PREFIX.weightI, PREFIX.biasI, PREFIX.scale_bits
-    STORED_AS: ClassVar[torch.dtype] = torch.int32  # weights' dtype in the model files this writes
+    STORED_AS: ClassVar[type] = np.int32  # weights' dtype in the model files this writes
 
     def validate(self) -> None:
         raise NotImplementedError
 
-    def tensors(self) -> dict[str, torch.Tensor]:
+    @cached_property
+    def as_float64(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each layer's weights (Cout, Cin·k·k) and biases as float64: exact, and what the products run on."""
+        return [
+            (w.reshape(w.shape[0], -1).astype(np.float64), b.astype(np.float64)) for w, b in zip(self.weights, self.biases, strict=True)
+        ]
+
+    def tensors(self) -> dict:
+        """The tensors a model file stores (torch, as model files are written)."""
+        import torch
+
         out = {f"{self.PREFIX}.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w)).to(self.STORED_AS)
+            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w, self.STORED_AS))
             out[f"{self.PREFIX}.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
         return out
 
     @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> IntegerLayers:
-        """Read and validate (a missing tensor is a KeyError: an inconsistent model file)."""
-        bits = [int(v) for v in tensors[f"{cls.PREFIX}.scale_bits"].tolist()]
-        stored = [tensors[f"{cls.PREFIX}.weight{i}"] for i in range(len(bits))]
-        if any(w.dtype not in (torch.int16, torch.int32) for w in stored):  # never truncate a float silently
+    def from_tensors(cls, tensors: dict) -> IntegerLayers:
+        """Read and validate a model file's tensors, torch or numpy (a missing one is a KeyError: an inconsistent model file)."""
+        bits = [int(v) for v in np.asarray(tensors[f"{cls.PREFIX}.scale_bits"]).tolist()]
+        stored = [np.asarray(tensors[f"{cls.PREFIX}.weight{i}"]) for i in range(len(bits))]
+        if any(w.dtype not in (np.int16, np.int32) for w in stored):  # never truncate a float silently
             raise FormatError(f"{cls.PREFIX} weights are not integers")
-        weights = [w.numpy().astype(np.int32) for w in stored]
-        biases = [tensors[f"{cls.PREFIX}.bias{i}"].numpy().astype(np.int64) for i in range(len(bits))]
+        weights = [w.astype(np.int32) for w in stored]
+        biases = [np.asarray(tensors[f"{cls.PREFIX}.bias{i}"]).astype(np.int64) for i in range(len(bits))]
         net = cls(weights, biases, bits)
         net.validate()
         return net
@@ -100,7 +117,6 @@ class IntegerHyperSynthesis(IntegerLayers):
         return self.weights[-1].shape[0] // 2
 
     @staticmethod
-    @torch.no_grad()
     def from_float(h_s) -> IntegerHyperSynthesis:
         """Round a trained ``model.HyperSynthesis`` to integers."""
         layers = [  # the first layer's input ẑ is an integer (no fractional bits); its shift must not be negative
@@ -110,13 +126,12 @@ class IntegerHyperSynthesis(IntegerLayers):
         net.validate()
         return net
 
-    @torch.no_grad()
     def to_float(self, h_s) -> None:
         """Set a ``model.HyperSynthesis``'s weights to this network's values (model files store only these)."""
         for i, conv in enumerate(h_s.convs):
             S = self.scale_bits[i]
-            conv.weight.copy_(torch.from_numpy(self.weights[i].astype(np.float64) / 2.0**S))
-            conv.bias.copy_(torch.from_numpy(self.biases[i].astype(np.float64) / 2.0 ** (S + (0 if i == 0 else FRACTION))))
+            _set(conv.weight, self.weights[i].astype(np.float64) / 2.0**S)
+            _set(conv.bias, self.biases[i].astype(np.float64) / 2.0 ** (S + (0 if i == 0 else FRACTION)))
 
     def validate(self) -> None:
         """Check the bounds that make every sum exact (a model file is input too)."""
@@ -140,64 +155,76 @@ class IntegerHyperSynthesis(IntegerLayers):
         if self.weights[-1].shape[0] % 2:
             raise FormatError("integer hyper-synthesis has bad shapes")
 
-    def __call__(self, z_hat: np.ndarray, height: int, width: int, band: int = 16, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, z_hat: np.ndarray, height: int, width: int, band: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """ẑ (Cz, h, w) integers → means (float32, M × height × width) and table indices (int64).
 
         The means are exact fixed-point numbers rounded once to float32 (IEEE: the same
         everywhere).
 
         Runs in bands of ``band`` ẑ rows (with a halo), so memory stays bounded on any
-        image; the result does not depend on ``band`` or ``device``.
+        image; the result does not depend on ``band``.
         """
         h = z_hat.shape[1]
         mean = np.empty((self.mean_channels, height, width), np.float32)
         index = np.empty((self.mean_channels, height, width), np.uint8)
         for top in range(0, h, band):
             lo, hi = max(0, top - HALO), min(h, top + band + HALO)
-            z = torch.from_numpy(np.asarray(z_hat[:, lo:hi], np.int64)).to(device)
-            m, s = self._forward_torch(z)
-            r0 = 4 * (top - lo)
             rows = slice(4 * top, min(height, 4 * (top + band)))  # output rows of this band
             n = rows.stop - rows.start
             if n <= 0:
                 continue
-            mean[:, rows] = m[:, r0 : r0 + n, :width].float().cpu().numpy()
-            index[:, rows] = scale_index_from_q8(s[:, r0 : r0 + n, :width].cpu().numpy().astype(np.int64))
+            m, s = self._forward(np.asarray(z_hat[:, lo:hi], np.float64))
+            r0 = 4 * (top - lo)
+            mean[:, rows] = m[:, r0 : r0 + n, :width]
+            index[:, rows] = scale_index_from_q8(s[:, r0 : r0 + n, :width].astype(np.int64))
         return mean, index
 
-    def _forward_torch(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float64 path: exact because every value and partial sum is an integer below 2^53."""
-        x = z.double().clamp(-Z_LIMIT, Z_LIMIT)
+    def _forward(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float64 products: exact because every value and partial sum is an integer below 2^53."""
+        x = np.clip(z, -Z_LIMIT, Z_LIMIT)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            acc = _conv3x3_float64(x, torch.from_numpy(w).to(x.device).double(), torch.from_numpy(b).to(x.device).double())
+        for i, (w, b) in enumerate(self.as_float64):
+            acc = _conv3x3_float64(x, w, b)
             if i < last:
-                x = torch.floor((acc + 2.0 ** (self.shifts[i] - 1)) / 2.0 ** self.shifts[i]).clamp(0, ACT_LIMIT - 1)
-                x = F.pixel_shuffle(x[None], 2)[0]
+                x = np.clip(_shift_right(acc, self.shifts[i]), 0, ACT_LIMIT - 1)
+                x = _pixel_shuffle(x)
         M = self.mean_channels
-        mean = acc[:M] / 2.0 ** (self.shifts[last] + FRACTION)
-        shift = self.shifts[last]
-        log_scale = torch.floor((acc[M:] + (2.0 ** (shift - 1) if shift else 0.0)) / 2.0**shift)
-        return mean, log_scale
+        mean = (acc[:M] / 2.0 ** (self.shifts[last] + FRACTION)).astype(np.float32)
+        return mean, _shift_right(acc[M:], self.shifts[last])
 
 
 WINDOW_BYTES = 64 << 20  # memory for the unfolded windows of one matrix product
 
 
-def _conv3x3_float64(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _shift_right(acc: np.ndarray, k: int) -> np.ndarray:
+    """The rounding right shift (acc + 2^(k−1)) >> k of exact integers held in float64."""
+    return np.floor((acc + 2.0 ** (k - 1)) / 2.0**k) if k else acc
+
+
+def _pixel_shuffle(x: np.ndarray) -> np.ndarray:
+    """(4C, H, W) → (C, 2H, 2W): channel 4c + 2i + j goes to row 2h + i, column 2w + j (torch's pixel_shuffle)."""
+    C, H, W = x.shape[0] // 4, x.shape[1], x.shape[2]
+    return x.reshape(C, 2, 2, H, W).transpose(0, 3, 1, 4, 2).reshape(C, 2 * H, 2 * W)
+
+
+def _conv3x3_float64(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3×3 convolution, zero padding, as matrix products over unfolded windows (no transform-based algorithms).
 
-    Row chunks keep the unfolded copy (nine times the input) within ``WINDOW_BYTES``.
+    ``w`` is (Cout, C·9) in (C, dy, dx) order.  Row chunks keep the unfolded copy (nine
+    times the input) within ``WINDOW_BYTES``.
     """
     C, H, W = x.shape
-    padded = F.pad(x, (1, 1, 1, 1))
-    weights = w.reshape(w.shape[0], C * 9)  # (Cout, C·9), in unfold's (C, dy, dx) order
-    out = torch.empty(w.shape[0], H, W, dtype=x.dtype, device=x.device)
-    rows = max(1, WINDOW_BYTES // (C * 9 * W * x.element_size()))
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
+    out = np.empty((w.shape[0], H, W), np.float64)
+    rows = max(1, WINDOW_BYTES // (C * 9 * W * 8))
     for top in range(0, H, rows):
         n = min(rows, H - top)
-        windows = F.unfold(padded[None, :, top : top + n + 2], 3)[0]  # (C·9, n·W)
-        out[:, top : top + n] = torch.addmm(b[:, None], weights, windows).reshape(-1, n, W)
+        windows = np.empty((C, 9, n, W), np.float64)
+        for k in range(9):
+            windows[:, k] = padded[:, top + k // 3 : top + k // 3 + n, k % 3 : k % 3 + W]
+        product = w @ windows.reshape(C * 9, n * W)
+        product += b[:, None]
+        out[:, top : top + n] = product.reshape(-1, n, W)
     return out
 
 
@@ -232,14 +259,13 @@ class IntegerContext(IntegerLayers):
     """
 
     PREFIX: ClassVar[str] = "context_int"  # weights: (M, M, 5, 5), then (Cout, Cin, 1, 1) ×3
-    STORED_AS: ClassVar[torch.dtype] = torch.int16  # |w| < 2^14 fits; halves the context's share of a model file
+    STORED_AS: ClassVar[type] = np.int16  # |w| < 2^14 fits; halves the context's share of a model file
 
     @property
     def channels(self) -> int:
         return self.weights[0].shape[0]
 
     @staticmethod
-    @torch.no_grad()
     def from_float(context) -> IntegerContext:
         """Round a trained ``model.CheckerboardContext`` to integers."""
         layers = [(context.context.weight * context.mask, context.context.bias)] + [(c.weight, c.bias) for c in context.params]
@@ -247,13 +273,12 @@ class IntegerContext(IntegerLayers):
         net.validate()
         return net
 
-    @torch.no_grad()
     def to_float(self, context) -> None:
         """Set a ``model.CheckerboardContext``'s weights to this network's values (model files store only these)."""
         convs = [context.context, *context.params]
         for conv, w, b, S in zip(convs, self.weights, self.biases, self.scale_bits, strict=True):
-            conv.weight.copy_(torch.from_numpy(w.astype(np.float64) / 2.0**S))
-            conv.bias.copy_(torch.from_numpy(b.astype(np.float64) / 2.0 ** (S + FRACTION)))
+            _set(conv.weight, w.astype(np.float64) / 2.0**S)
+            _set(conv.bias, b.astype(np.float64) / 2.0 ** (S + FRACTION))
 
     def validate(self) -> None:
         """Check the shapes, the mask and the bounds that make every sum exact (a model file is input too)."""
@@ -279,19 +304,17 @@ class IntegerContext(IntegerLayers):
         if np.any(self.weights[0][:, :, ~taps]):
             raise FormatError("integer context looks at symbols the decoder does not have yet")
 
-    def __call__(
-        self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray, band: int = 32, device: str = "cpu"
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray, band: int = 32) -> tuple[np.ndarray, np.ndarray]:
         """Means and table indices of the non-anchors, from the anchors' residuals and the hyperprior's estimates.
 
         ``residual`` (M, h, w) integers, read at the anchors only; ``mean`` (float32) and
         ``index`` (uint8): the hyperprior's, everywhere.  Returns the non-anchors' new mean
         (float32) and index (uint8), flat, in (channel, row, column) order.  Runs in bands
         of ``band`` rows (with a halo of two), so memory stays bounded on any image; the
-        result depends on neither ``band`` nor ``device``.
+        result does not depend on ``band``.
         """
         M, h, w = residual.shape
-        non_anchor = ~anchor_mask(h, w).numpy()
+        non_anchor = ~anchor_grid(h, w)
         starts = np.concatenate([[0], np.cumsum(non_anchor.sum(axis=1))])  # where each row's non-anchors start
         new_mean = np.empty((M, int(starts[-1])), np.float32)
         new_index = np.empty((M, int(starts[-1])), np.uint8)
@@ -305,37 +328,35 @@ class IntegerContext(IntegerLayers):
             anchors = _anchors_q8(residual[:, lo:hi], mean[:, lo:hi], ~non_anchor[lo:hi])
             base_mean = mean[:, rows, cols]
             base_q8 = np.stack([mean_q8(base_mean), index_log_scale_q8(index[:, rows, cols])])
-            delta_mean, delta_q8 = self._forward_torch(
-                torch.from_numpy(anchors).to(device), torch.from_numpy(base_q8).to(device), rows - lo, cols
-            )
-            new_mean[:, out] = (base_mean.astype(np.float64) + delta_mean.cpu().numpy()).astype(np.float32)
-            new_index[:, out] = scale_index_from_q8(base_q8[1] + delta_q8.cpu().numpy().astype(np.int64))
+            delta_mean, delta_q8 = self._forward(anchors.astype(np.float64), base_q8.astype(np.float64), rows - lo, cols)
+            new_mean[:, out] = (base_mean.astype(np.float64) + delta_mean).astype(np.float32)
+            new_index[:, out] = scale_index_from_q8(base_q8[1] + delta_q8.astype(np.int64))
         return new_mean, new_index
 
-    def _forward_torch(self, anchors: torch.Tensor, base_q8: torch.Tensor, rows: np.ndarray, cols: np.ndarray):
-        """Float64 path over the listed positions: exact, every value and partial sum is an integer below 2^53."""
-        x = anchors.double()
+    @cached_property
+    def tap_weights(self) -> list[np.ndarray]:
+        """Layer 0's (M, M) float64 matrix of each of ``CONTEXT_TAPS``."""
+        w0 = self.weights[0].astype(np.float64)
+        return [np.ascontiguousarray(w0[:, :, dy + 2, dx + 2]) for dy, dx in CONTEXT_TAPS]
+
+    def _forward(self, anchors: np.ndarray, base_q8: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Float64 products over the listed positions: exact, every value and partial sum is an integer below 2^53."""
         M = self.channels
-        padded = F.pad(x, (2, 2, 2, 2))
-        w0 = torch.from_numpy(self.weights[0]).to(x.device).double()
-        acc = torch.from_numpy(self.biases[0]).to(x.device).double()[:, None].expand(-1, rows.size).clone()
-        r = torch.from_numpy(rows + 2).to(x.device)
-        c = torch.from_numpy(cols + 2).to(x.device)
-        for dy, dx in CONTEXT_TAPS:
-            acc += w0[:, :, dy + 2, dx + 2] @ padded[:, r + dy, c + dx]
-        k = self.scale_bits[0]
-        context = torch.floor((acc + 2.0 ** (k - 1) if k else acc) / 2.0**k).clamp(-(ACT_LIMIT - 1), ACT_LIMIT - 1)
-        x = torch.cat([base_q8.double().reshape(2 * M, -1).clamp(-(ACT_LIMIT - 1), ACT_LIMIT - 1), context])
+        padded = np.pad(anchors, ((0, 0), (2, 2), (2, 2)))
+        acc = np.repeat(self.as_float64[0][1][:, None], rows.size, axis=1)
+        for (dy, dx), w in zip(CONTEXT_TAPS, self.tap_weights, strict=True):
+            acc += w @ padded[:, rows + 2 + dy, cols + 2 + dx]
+        context = np.clip(_shift_right(acc, self.scale_bits[0]), -(ACT_LIMIT - 1), ACT_LIMIT - 1)
+        x = np.concatenate([np.clip(base_q8.reshape(2 * M, -1), -(ACT_LIMIT - 1), ACT_LIMIT - 1), context])
         last = len(self.weights) - 1
         for i in range(1, last + 1):
-            w = torch.from_numpy(self.weights[i][:, :, 0, 0]).to(x.device).double()
-            acc = w @ x + torch.from_numpy(self.biases[i]).to(x.device).double()[:, None]
-            k = self.scale_bits[i]
+            w, b = self.as_float64[i]
+            acc = w @ x
+            acc += b[:, None]
             if i < last:
-                x = torch.floor((acc + 2.0 ** (k - 1) if k else acc) / 2.0**k).clamp(0, ACT_LIMIT - 1)
-        delta_mean = acc[:M] / 2.0 ** (k + FRACTION)
-        delta_q8 = torch.floor((acc[M:] + (2.0 ** (k - 1) if k else 0.0)) / 2.0**k)
-        return delta_mean, delta_q8
+                x = np.clip(_shift_right(acc, self.scale_bits[i]), 0, ACT_LIMIT - 1)
+        k = self.scale_bits[last]
+        return acc[:M] / 2.0 ** (k + FRACTION), _shift_right(acc[M:], k)
 
 
 def _anchors_q8(residual: np.ndarray, mean: np.ndarray, anchor: np.ndarray) -> np.ndarray:

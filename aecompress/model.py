@@ -16,19 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .entropy import (
-    LOG_SCALE_HIGH,
-    LOG_SCALE_LOW,
-    LOG_SCALE_MIN_Q8,
-    LOG_SCALE_STEP_Q8,
-    SCALES,
-    FactorizedDensity,
-    bound,
-    gaussian_likelihood,
-)
-
-DOWNSAMPLING = 16  # four stride-2 layers
-
+from .density import FactorizedDensity, bound, gaussian_likelihood
+from .entropy import LOG_SCALE_HIGH, LOG_SCALE_LOW, LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES
+from .layout import CONTEXT_TAPS
 
 ENTROPY_MODELS = ("factorized", "hyperprior", "checkerboard")
 
@@ -197,12 +187,8 @@ def hyper_widths(M: int) -> tuple[int, int]:
     return (M * 3 // 5, M * 9 // 10)
 
 
-# Where a non-anchor's context comes from: the anchors of a 5×5 window (dy + dx odd, 12 taps).
-CONTEXT_TAPS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if (dy + dx) % 2)
-
-
 def anchor_mask(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
-    """True at the anchors, the half of y's positions coded first: (row + column) even."""
+    """``layout.anchor_grid`` as a tensor: True at the anchors, the half of y's positions coded first."""
     rows = torch.arange(height, device=device)[:, None]
     cols = torch.arange(width, device=device)[None, :]
     return (rows + cols) % 2 == 0
@@ -259,7 +245,7 @@ def table_log_scale(log_scale: Tensor) -> Tensor:
 
     The context sees the hyperprior's scale as coding has it, through the table index
     (``entropy.scale_index_from_q8``), and builds its non-anchor scales on top of it.
-    The gradient is ``entropy.bound``'s: outside the table's range it only flows back
+    The gradient is ``density.bound``'s: outside the table's range it only flows back
     towards it.  (A plain straight-through gradient let the non-anchors' rate push the
     hyperprior's log-scales down without limit: −450 after 3,400 steps, and the anchors,
     coded at the table's smallest σ, cost three times their bits at the lowest quality.)

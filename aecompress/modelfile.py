@@ -19,7 +19,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .coders import coder_class, coder_tensor_prefixes, format_versions
-from .entropy import FormatError, Tables, build_tables
+from .density import build_tables
+from .entropy import FormatError, Tables
 from .integer import IntegerContext, IntegerHyperSynthesis
 from .model import AutoEncoder, Preset
 from .outputs import atomic_write

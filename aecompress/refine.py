@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .entropy import gaussian_likelihood
-from .model import DOWNSAMPLING, AutoEncoder
+from .density import gaussian_likelihood
+from .layout import DOWNSAMPLING
+from .model import AutoEncoder
 
 LEARNING_RATE = 2e-2
 TAU_START, TAU_END = 0.5, 0.2

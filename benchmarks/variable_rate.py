@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from aecompress.codec import load_model
 from aecompress.data import find_images
-from aecompress.entropy import gaussian_likelihood
+from aecompress.density import gaussian_likelihood
 from aecompress.images import read_image
 from aecompress.metrics import bd_rate, psnr
 from aecompress.model import AutoEncoder, anchor_mask, table_log_scale

@@ -11,14 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aecompress.density import FactorizedDensity, build_tables
 from aecompress.entropy import (
     MAX_SUPPORT,
     PRECISION,
-    FactorizedDensity,
     FormatError,
     SymbolCoder,
     Tables,
-    build_tables,
     quantize_pmf,
     read_varint,
     unzigzag,

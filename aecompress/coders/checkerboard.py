@@ -15,6 +15,7 @@ import torch
 
 from ..entropy import FormatError, StreamDecoder, StreamEncoder, index_groups
 from ..integer import IntegerContext
+from ..layout import anchor_grid
 from ..model import AutoEncoder, Preset, anchor_mask
 from .hyperprior import HyperpriorCoder
 
@@ -64,13 +65,13 @@ class CheckerboardCoder(HyperpriorCoder):
 
     def _encode_residuals(self, stream: StreamEncoder, values: np.ndarray, index: np.ndarray) -> None:
         """The anchors first: the decoder needs them to find the others' tables."""
-        anchor = anchor_mask(*index.shape[1:]).numpy()
+        anchor = anchor_grid(*index.shape[1:])
         for part in (anchor, ~anchor):
             stream.encode(values[:, part], index_groups(index[:, part]), self.gaussian)
 
     def _decode_residuals(self, stream: StreamDecoder, mean: np.ndarray, index: np.ndarray) -> np.ndarray:
         """The anchors with the hyperprior's tables; then the rest with the tables their context picks."""
-        anchor = anchor_mask(*index.shape[1:]).numpy()
+        anchor = anchor_grid(*index.shape[1:])
         residual = np.zeros(index.shape, np.int32)
         anchors = index[:, anchor]
         residual[:, anchor] = stream.decode(anchors.size, index_groups(anchors), self.gaussian).reshape(anchors.shape)

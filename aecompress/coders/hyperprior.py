@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..density import build_gaussian_tables, gaussian_likelihood
 from ..entropy import (
     FormatError,
     StreamDecoder,
     StreamEncoder,
     TableModels,
     Tables,
-    build_gaussian_tables,
-    gaussian_likelihood,
     index_groups,
     scale_table,
 )
