@@ -1,7 +1,7 @@
 """aecompress: a learned image codec for the command line.
 
-The names below load torch on first use only, so `aecompress --version` and
-`--help` start fast.
+The names below load on first use only, so `aecompress --version` and `--help`
+start fast; coding itself needs no torch (ONNX Runtime runs the transforms).
 """
 
 from __future__ import annotations

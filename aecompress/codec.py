@@ -17,20 +17,19 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import bitstream, store
 from .bitstream import ContainerError, Header
 from .coders import LatentCoder, coder_class
+from .engine import transforms_for
 from .entropy import FormatError, StreamDecoder, StreamEncoder, SymbolCoder, read_varint, write_varint
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .layout import DOWNSAMPLING
 from .modelfile import LoadedModel, ModelFileError
 from .modelfile import load_model as _load_model_file
-from .quality import EFFORT_STEPS, MAX_EFFORT, STEPS, format_quality, fraction_of, parse_quality
-from .refine import refine as refine_latent
-from .refine import target as refine_target
+from .quality import EFFORT_STEPS, MAX_EFFORT, STEPS, format_quality, fraction_of, interpolated_lambda, parse_quality
+from .transforms import Transforms
 
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Transforms run on tiles of TILE×TILE pixels with MARGIN pixels of context on each side
@@ -119,10 +118,10 @@ class Analysis:
     """
 
     picture: Picture
-    features: torch.Tensor  # (1, M, h, w) float32
+    features: np.ndarray  # (1, M, h, w) float32
     seconds: float = 0.0
     # A refined analysis keeps the rounded hyper-latent ẑ it was optimized against, to be coded with it at that quality.
-    hyper_latent: torch.Tensor | None = None
+    hyper_latent: np.ndarray | None = None
     hyper_hundredths: int | None = None
 
 
@@ -139,13 +138,21 @@ class Codec:
     """Encode and decode with one model; per-quality coders are built once and kept."""
 
     def __init__(
-        self, model: LoadedModel, max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = TILE, margin: int = MARGIN, precision: str = "fp32"
+        self,
+        model: LoadedModel,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        tile: int = TILE,
+        margin: int = MARGIN,
+        precision: str = "fp32",
+        transforms: Transforms | None = None,
     ) -> None:
         """``precision`` is the analysis transform's arithmetic: "fp32", or "bf16" autocast.
 
         Only the encoder's g_a may run in bf16: its output is the encoder's choice, sent as
         integers, so every decoder still decodes the file exactly.  Decoding is always fp32
         (bf16 synthesis moves pixels by up to 2 levels, outside the ±1 promised across machines).
+        ``transforms`` runs the networks (default: ``engine.transforms_for``, ONNX Runtime
+        where installed, else torch).
         """
         if tile % DOWNSAMPLING or margin % DOWNSAMPLING or tile <= 0:
             raise ValueError(f"tile and margin must be positive multiples of {DOWNSAMPLING}")
@@ -154,9 +161,14 @@ class Codec:
         self.tile, self.margin = tile, margin
         self.precision = precision
         self.model = model
-        self.net = model.net.eval().to(memory_format=torch.channels_last)
+        self.transforms = transforms if transforms is not None else transforms_for(model, precision)
         self.max_pixels = max_pixels
-        self.latent_coder: LatentCoder = coder_class(self.net.preset.entropy)(model)
+        self.latent_coder: LatentCoder = coder_class(model.preset.entropy)(model)
+
+    @property
+    def net(self):
+        """The model's torch network (built on first use: encoder effort, bit estimates)."""
+        return self.model.net
 
     def coder(self, quality: int) -> SymbolCoder:
         """Coder of the factorized part: y's channels, or z's with a hyperprior (by integer level)."""
@@ -173,7 +185,7 @@ class Codec:
         if not STEPS <= hundredths <= STEPS * top:
             raise ValueError(f"quality {format_quality(hundredths)} is out of range for this model (1–{top})")
         if fraction_of(hundredths) and not self.latent_coder.fractional:
-            kind = self.latent_coder.describe(self.net.preset)
+            kind = self.latent_coder.describe(self.model.preset)
             raise ValueError(
                 f"quality {format_quality(hundredths)}: this model has a {kind}, whose qualities are the "
                 f"integer levels 1–{top} (fractions need a hyperprior model)"
@@ -185,14 +197,12 @@ class Codec:
         step = 1 if self.latent_coder.fractional else STEPS
         return list(range(STEPS, STEPS * self.model.qualities + 1, step))
 
-    @torch.inference_mode()
     def analyze(self, picture: Picture) -> Analysis:
         """Run the analysis transform once (see ``Analysis``)."""
         if picture.width * picture.height > self.max_pixels:
             raise ValueError(f"image is {picture.width}x{picture.height}, over the limit of {self.max_pixels} pixels")
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            features = self._analyze(picture.rgb())
+        features = self._analyze(picture.rgb())
         return Analysis(picture, features, time.perf_counter() - t0)
 
     def encode(
@@ -208,8 +218,7 @@ class Codec:
 
     def _better(self, plain: Analysis, refined: Analysis, hundredths: int, reconstruct: bool, estimate: bool) -> Encoded:
         """The file of lower rate + λ·distortion, measured on the real files: effort never makes a file worse."""
-        level, fraction = divmod(hundredths, STEPS)
-        lam = refine_target(self.net, level - 1, fraction / STEPS).lam
+        lam = interpolated_lambda(self.model.preset.lambdas, hundredths)
         picture = plain.picture
         best, best_cost = None, float("inf")
         for analysis in (refined, plain):
@@ -234,22 +243,25 @@ class Codec:
 
     def refine_steps(self, analysis: Analysis, quality: int | float | str, steps: int) -> Analysis:
         """``refine`` by a number of optimizer steps instead of an effort level (benchmarks)."""
-        if not steps or not self.net.hyperprior:
+        if not steps or not self.model.preset.hyperprior:
             return analysis
+        import torch
+
+        from .cpu import cpu_has_native_bf16
+        from .refine import refine as refine_latent
+        from .refine import target as refine_target
+
         t0 = time.perf_counter()
         hundredths = self.check_quality(quality)
         level, fraction = divmod(hundredths, STEPS)
-        goal = refine_target(self.net, level - 1, fraction / STEPS)
-        gain = self.net.gains(goal.level, goal.t)[0].detach()[None, :, None, None]
-        from .train import cpu_has_native_bf16
-
+        goal = refine_target(self.model.preset.lambdas, level - 1, fraction / STEPS)
+        gain = self.model.gains(goal.level, goal.t)[0][None, :, None, None]
         rgb = torch.from_numpy(analysis.picture.rgb().copy()).permute(2, 0, 1).float().div_(255.0)
         low_precision = self.precision == "bf16" or cpu_has_native_bf16()  # the encoder's choice: decoding stays exact
-        y = analysis.features.clone() * gain
-        with torch.inference_mode():
-            z_hat = self.latent_coder.hyper_latent(y)
-        y = refine_latent(self.net, rgb, y, z_hat, goal, steps, low_precision)
-        return Analysis(analysis.picture, y.div_(gain), analysis.seconds + time.perf_counter() - t0, z_hat, hundredths)
+        y = analysis.features * gain
+        z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
+        refined = refine_latent(self.net, rgb, torch.from_numpy(y), torch.from_numpy(z_hat), goal, steps, low_precision).numpy()
+        return Analysis(analysis.picture, refined / gain, analysis.seconds + time.perf_counter() - t0, z_hat, hundredths)
 
     def encode_analysis(
         self, analysis: Analysis, quality: int | float | str, reconstruct: bool = True, estimate: bool = False, keep_latent: bool = False
@@ -257,21 +269,22 @@ class Codec:
         """Code a kept analysis at one quality; the analysis stays usable for others (rate control)."""
         return self._encode(analysis, self.check_quality(quality), reconstruct, estimate, reuse=True, keep_latent=keep_latent)
 
-    @torch.inference_mode()
     def _encode(
         self, analysis: Analysis, hundredths: int, reconstruct: bool, estimate: bool, reuse: bool, keep_latent: bool = False
     ) -> Encoded:
         picture = analysis.picture
         level, fraction = divmod(hundredths, STEPS)
-        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
+        gain, inverse_gain = self.model.gains(level - 1, fraction / STEPS)
         timings = {}
         t0 = time.perf_counter()
         H, W = picture.height, picture.width
         gain = gain[None, :, None, None]
-        y = analysis.features * gain if reuse else analysis.features.mul_(gain)
-        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
-            raise ValueError("the model produced latents out of range (a broken model?)")
-        z_hat = analysis.hyper_latent if analysis.hyper_hundredths == hundredths else None  # a refined latent's own ẑ
+        y = analysis.features * gain if reuse else np.multiply(analysis.features, gain, out=analysis.features)
+        _check_latent(y)
+        if analysis.hyper_hundredths == hundredths:  # a refined latent's own ẑ
+            z_hat = analysis.hyper_latent
+        else:
+            z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
         latents = self.latent_coder.quantize(y, level, z_hat)  # in place: memory for huge images
         t1 = time.perf_counter()
         stream = StreamEncoder()
@@ -299,20 +312,17 @@ class Codec:
             result.synthesize = lambda: self._reconstruct(y, inverse_gain, picture)
         return result
 
-    @torch.inference_mode()
-    def _reconstruct(self, y_hat: torch.Tensor, inverse_gain: torch.Tensor, picture: Picture) -> Picture:
+    def _reconstruct(self, y_hat: np.ndarray, inverse_gain: np.ndarray, picture: Picture) -> Picture:
         """What decode returns for ŷ: synthesis, 8 bits, the source's channels and alpha."""
         return self._picture(self._synthesize(y_hat, inverse_gain, picture.height, picture.width), picture.channels, picture.alpha)
 
-    @torch.inference_mode()
     def transform_only(self, picture: Picture, quality: int | float | str) -> np.ndarray:
         """uint8 RGB from the transforms alone, ŷ = y (no rounding): the curve's PSNR ceiling."""
         level, fraction = divmod(self.check_quality(quality), STEPS)
-        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
-        y = self._analyze(picture.rgb()).mul_(gain[None, :, None, None])
+        gain, inverse_gain = self.model.gains(level - 1, fraction / STEPS)
+        y = self._analyze(picture.rgb()) * gain[None, :, None, None]
         return self._synthesize(y, inverse_gain, picture.height, picture.width)
 
-    @torch.inference_mode()
     def rate_map(self, picture: Picture, quality: int | float | str) -> RateMap:
         """Where the model spends its bits on a picture, and its exact reconstruction, with no coding.
 
@@ -320,16 +330,14 @@ class Codec:
         would use: what a file would cost, up to the range coder's few bytes.
         """
         level, fraction = divmod(self.check_quality(quality), STEPS)
-        gain, inverse_gain = self.net.gains(level - 1, fraction / STEPS)
-        y = self.analyze(picture).features.mul_(gain[None, :, None, None])
-        if not bool(torch.isfinite(y).all()) or float(y.abs().max()) >= 2**30:
-            raise ValueError("the model produced latents out of range (a broken model?)")
-        latents = self.latent_coder.quantize(y, level)
+        gain, inverse_gain = self.model.gains(level - 1, fraction / STEPS)
+        y = self.analyze(picture).features * gain[None, :, None, None]
+        _check_latent(y)
+        latents = self.latent_coder.quantize(y, level, self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis))
         bits = self.latent_coder.bit_map(latents, level)
         y = self.latent_coder.dequantize(latents)
         return RateMap(bits, float(bits.sum()), self._reconstruct(y, inverse_gain, picture))
 
-    @torch.inference_mode()
     def decode(self, data: bytes) -> Decoded:
         """``.aec`` bytes → Picture; every problem is a one-line ``DecodeError``."""
         t0 = time.perf_counter()
@@ -356,12 +364,12 @@ class Codec:
             raise DecodeError(str(exc)) from None
         t2 = time.perf_counter()
         # The entropy decoding above used integers only (the level's tables); a fraction moves the inverse gain alone.
-        _, inverse_gain = self.net.gains(header.quality - 1, header.fraction / STEPS)
+        _, inverse_gain = self.model.gains(header.quality - 1, header.fraction / STEPS)
         picture = self._picture(self._synthesize(y, inverse_gain, H, W), header.channels, alpha)
         t3 = time.perf_counter()
         return Decoded(picture, header, {"container": t1 - t0, "entropy": t2 - t1, "transform": t3 - t2})
 
-    def _decode_latent(self, latent: bytes, quality: int, h: int, w: int, keep: dict | None = None) -> torch.Tensor:
+    def _decode_latent(self, latent: bytes, quality: int, h: int, w: int, keep: dict | None = None) -> np.ndarray:
         """Latent section → ŷ (1, M, h, w), by the model's latent coder (from integers only).
 
         ``keep`` (a dict), if given, receives the decoded integers: ``y`` (factorized) or
@@ -402,7 +410,7 @@ class Codec:
                 )
                 yield inner, outer
 
-    def _analyze(self, rgb: np.ndarray) -> torch.Tensor:
+    def _analyze(self, rgb: np.ndarray) -> np.ndarray:
         """Analysis transform g_a of a uint8 (H, W, 3) image, tile by tile with overlap (no gain yet).
 
         Edge pixels are replicated up to a multiple of 16; only one tile at a time is
@@ -410,28 +418,28 @@ class Codec:
         """
         H, W = rgb.shape[:2]
         h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
-        y = torch.empty(1, self.net.preset.M, h, w)
+        y = np.empty((1, self.model.preset.M, h, w), np.float32)
         s = DOWNSAMPLING
         for (ci, cj), (oi, oj) in self._tiles(h, w):
             rows = np.minimum(np.arange(oi.start * s, oi.stop * s), H - 1)
             cols = np.minimum(np.arange(oj.start * s, oj.stop * s), W - 1)
-            x = torch.from_numpy(rgb[rows[:, None], cols[None, :]]).permute(2, 0, 1)[None].float().div_(255.0)
-            out = self.net.g_a(x.contiguous(memory_format=torch.channels_last))
+            x = rgb[rows[:, None], cols[None, :]].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
+            out = self.transforms.analysis(x)
             y[:, :, ci, cj] = out[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
         return y
 
-    def _synthesize(self, y: torch.Tensor, inverse_gain: torch.Tensor, H: int, W: int) -> np.ndarray:
+    def _synthesize(self, y: np.ndarray, inverse_gain: np.ndarray, H: int, W: int) -> np.ndarray:
         """Synthesis transform of ŷ · inverse gain (M,) to a uint8 (H, W, 3) image, tile by tile with overlap."""
         out = np.empty((H, W, 3), np.uint8)
         s = DOWNSAMPLING
         inverse_gain = inverse_gain[None, :, None, None]
         for (ci, cj), (oi, oj) in self._tiles(y.shape[2], y.shape[3]):
-            x_hat = self.net.g_s(y[:, :, oi, oj].contiguous(memory_format=torch.channels_last) * inverse_gain)[0]
+            x_hat = self.transforms.synthesis(y[:, :, oi, oj] * inverse_gain)[0]
             r0, c0 = (ci.start - oi.start) * s, (cj.start - oj.start) * s
             top, left = ci.start * s, cj.start * s
             bottom, right = min(H, ci.stop * s), min(W, cj.stop * s)
             block = x_hat[:, r0 : r0 + bottom - top, c0 : c0 + right - left]
-            out[top:bottom, left:right] = block.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            out[top:bottom, left:right] = np.rint(np.clip(block, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
         return out
 
     @staticmethod
@@ -440,6 +448,11 @@ class Codec:
             gray = np.clip(np.round(rgb.astype(np.float64) @ _LUMA), 0, 255).astype(np.uint8)[:, :, None]
             return Picture(gray, alpha if channels == 2 else None)
         return Picture(rgb, alpha if channels == 4 else None)
+
+
+def _check_latent(y: np.ndarray) -> None:
+    if not np.isfinite(y).all() or float(np.abs(y).max(initial=0)) >= 2**30:
+        raise ValueError("the model produced latents out of range (a broken model?)")
 
 
 def _sections(header: Header, payload: bytes) -> tuple[bytes, bytes | None]:

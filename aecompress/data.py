@@ -21,26 +21,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from .images import IMAGE_SUFFIXES, NoImagesError, find_images  # noqa: F401  (the training data's, found as everywhere)
 from .training.config import DEFAULT_CACHE_BYTES
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".gif", ".tga"}
-
-
-class NoImagesError(RuntimeError):
-    """A training folder without a single usable image; ``skipped``: the files that could not be read, and why."""
-
-    def __init__(self, message: str, skipped: list[tuple[Path, str]] | None = None):
-        super().__init__(message)
-        self.skipped = skipped or []
-
-
-def find_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursively, by suffix), in a stable order."""
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise NoImagesError(f"{root}: no such directory")
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def load_for_training(path: Path, reduce: int = 1) -> torch.Tensor:

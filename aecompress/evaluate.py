@@ -15,13 +15,11 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import baselines
 from .codec import Codec, load_model
-from .data import find_images
-from .images import ImageError, Picture, read_image
+from .images import ImageError, Picture, find_images, read_image
 from .metrics import bd_rate, ms_ssim, psnr
 from .modelfile import LoadedModel
 
@@ -173,7 +171,10 @@ def _mean_point(name: str, setting: float, values: list[tuple]) -> Point:
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)
+    """A worker of ``-j N``: one thread per process, for whichever engine runs its transforms."""
+    from .engine import configure
+
+    configure(threads=1)
 
 
 def image_name(path: Path, root: Path | None) -> str:

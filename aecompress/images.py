@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -209,3 +210,23 @@ def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue(), notes
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".gif", ".tga"}
+
+
+class NoImagesError(RuntimeError):
+    """A training folder without a single usable image; ``skipped``: the files that could not be read, and why."""
+
+    def __init__(self, message: str, skipped: list[tuple[Path, str]] | None = None):
+        super().__init__(message)
+        self.skipped = skipped or []
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursively, by suffix), in a stable order."""
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise NoImagesError(f"{root}: no such directory")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -46,8 +44,11 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     Images too small for 5 scales use as many as fit (weights renormalized; the
     coarsest of them then measures contrast–structure only).  Separable float32
-    filtering: fast enough to run on every image of an evaluation.
+    filtering: fast enough to run on every image of an evaluation.  Uses torch (its convolutions).
     """
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1)[None]
     y = torch.from_numpy(b.astype(np.float32)).permute(2, 0, 1)[None]
     C = x.shape[1]
@@ -57,7 +58,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
     gh = g.view(1, 1, 1, 11).expand(C, 1, 1, 11).contiguous()
     gv = g.view(1, 1, 11, 1).expand(C, 1, 11, 1).contiguous()
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
+    def blur(t):
         return F.conv2d(F.conv2d(t, gh, groups=C), gv, groups=C)
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2

@@ -10,7 +10,6 @@ vectors on the latent (Cui et al. 2021): ``y * gain[q]`` is rounded for coding a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -19,83 +18,7 @@ from torch import Tensor, nn
 from .density import FactorizedDensity, bound, gaussian_likelihood
 from .entropy import LOG_SCALE_HIGH, LOG_SCALE_LOW, LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES
 from .layout import CONTEXT_TAPS
-
-ENTROPY_MODELS = ("factorized", "hyperprior", "checkerboard")
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Architecture hyper-parameters; stored in every model file."""
-
-    N: int  # channels of the hidden layers
-    M: int  # channels of the latent
-    lambdas: tuple[float, ...]  # rate-distortion trade-off of each quality level
-    name: str = "custom"
-    entropy: str = "factorized"  # "hyperprior" (mean-scale, Minnen et al. 2018), or "checkerboard" (that plus a context)
-    Nz: int = 0  # channels of the hyper-latent z (hyperprior only)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["lambdas"] = list(self.lambdas)
-        if self.entropy == "factorized":  # files of factorized models stay as they were
-            del d["entropy"], d["Nz"]
-        return d
-
-    @staticmethod
-    def from_dict(d: dict) -> Preset:
-        entropy = str(d.get("entropy", "factorized"))
-        if entropy not in ENTROPY_MODELS:
-            raise ValueError(f"unknown entropy model {entropy!r}")
-        return Preset(
-            N=int(d["N"]),
-            M=int(d["M"]),
-            lambdas=tuple(float(x) for x in d["lambdas"]),
-            name=str(d.get("name", "custom")),
-            entropy=entropy,
-            Nz=int(d.get("Nz", 0)),
-        )
-
-    def with_lambdas(self, lambdas: tuple[float, ...]) -> Preset:
-        return replace(self, lambdas=tuple(lambdas))
-
-
-def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
-    """Geometric ladder of λ values from ``low`` to ``high`` (one per quality level)."""
-    if levels == 1:
-        return (float(high),)
-    ratio = (high / low) ** (1 / (levels - 1))
-    return tuple(round(low * ratio**i, 6) for i in range(levels))
-
-
-# λ ladder of the field (CompressAI's qualities 1–8 span 0.0018–0.0932).
-DEFAULT_LAMBDAS = lambda_ladder(0.0018, 0.0932, 8)
-# The hyperprior presets extend it at both ends, so that one model spans 0.10 to 1.56
-# bpp on Kodak: ten levels, 0.0003–0.2 (a low end of 0.0012 left the curve starting at
-# 0.34 bpp).
-WIDE_LAMBDAS = lambda_ladder(0.0003, 0.2, 10)
-
-PRESETS: dict[str, Preset] = {
-    # Tests and demos: trains in seconds on a CPU.
-    "tiny": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny"),
-    # The shipped default: sized for training on a 2-core CPU.
-    "small": Preset(N=64, M=160, lambdas=DEFAULT_LAMBDAS, name="small"),
-    # Ballé 2018's size, for GPUs.
-    "base": Preset(N=128, M=192, lambdas=DEFAULT_LAMBDAS, name="base"),
-    # The same transforms with a mean-scale hyperprior (the shipped default since format 2).
-    "tiny-hp": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-hp", entropy="hyperprior", Nz=16),
-    "small-hp": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-hp", entropy="hyperprior", Nz=64),
-    # small-hp with 1.5x the hidden channels: `--init default --preset medium-hp` grows the
-    # shipped model into it (the capacity experiment; about 1.6x the cost of a step).
-    "medium-hp": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-hp", entropy="hyperprior", Nz=64),
-    "base-hp": Preset(N=128, M=192, lambdas=WIDE_LAMBDAS, name="base-hp", entropy="hyperprior", Nz=128),
-    # The hyperprior presets plus a checkerboard context (He et al. 2021): half the symbols
-    # are coded first, and predict the other half.  `--init default --preset small-cb` starts
-    # from the shipped model exactly (the context's last layer starts at zero).
-    "tiny-cb": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-cb", entropy="checkerboard", Nz=16),
-    "small-cb": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-cb", entropy="checkerboard", Nz=64),
-    "medium-cb": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-cb", entropy="checkerboard", Nz=64),
-}
-
+from .presets import Preset, context_width, hyper_widths
 
 # Start of γ_raw's off-diagonal: γ = γ_raw² ≈ 1e-6, no visible change to the layer, but a
 # non-zero gradient (Adam scales the step, not the gradient, so the terms learn at full speed).
@@ -182,21 +105,11 @@ class HyperSynthesis(nn.Module):
         return mean, log_scale
 
 
-def hyper_widths(M: int) -> tuple[int, int]:
-    """Hidden widths of the hyper-synthesis (Minnen 2018 widens towards 2M)."""
-    return (M * 3 // 5, M * 9 // 10)
-
-
 def anchor_mask(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
     """``layout.anchor_grid`` as a tensor: True at the anchors, the half of y's positions coded first."""
     rows = torch.arange(height, device=device)[:, None]
     cols = torch.arange(width, device=device)[None, :]
     return (rows + cols) % 2 == 0
-
-
-def context_width(M: int) -> int:
-    """Hidden width of the context's parameter layers."""
-    return 2 * M
 
 
 class CheckerboardContext(nn.Module):
@@ -295,11 +208,11 @@ class AutoEncoder(nn.Module):
     @property
     def hyperprior(self) -> bool:
         """True for every model with a hyper-latent z (the checkerboard ones too)."""
-        return self.preset.entropy in ("hyperprior", "checkerboard")
+        return self.preset.hyperprior
 
     @property
     def checkerboard(self) -> bool:
-        return self.preset.entropy == "checkerboard"
+        return self.preset.checkerboard
 
     @property
     def qualities(self) -> int:
@@ -308,7 +221,7 @@ class AutoEncoder(nn.Module):
     @property
     def coded_channels(self) -> int:
         """Channels coded with the factorized density: y's, or z's with a hyperprior."""
-        return self.preset.Nz if self.hyperprior else self.preset.M
+        return self.preset.coded_channels
 
     def channel_index(self, quality: Tensor) -> Tensor:
         """Index of each (sample, channel) into the density's Q·C channels."""

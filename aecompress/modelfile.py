@@ -11,20 +11,23 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.numpy import load_file
 
 from .coders import coder_class, coder_tensor_prefixes, format_versions
-from .density import build_tables
 from .entropy import FormatError, Tables
 from .integer import IntegerContext, IntegerHyperSynthesis
-from .model import AutoEncoder, Preset
 from .outputs import atomic_write
+from .presets import Preset
 from .store import decoded, raw_metadata
+
+if TYPE_CHECKING:
+    from .model import AutoEncoder
 
 FORMAT = "aecompress-model"
 READABLE_VERSIONS = tuple(str(v) for v in format_versions())
@@ -36,9 +39,14 @@ class ModelFileError(ValueError):
 
 @dataclass(eq=False)  # compared and hashed by identity: usable as a cache key
 class LoadedModel:
-    """An autoencoder ready for coding, with its tables, id and metadata."""
+    """A model ready for coding: its architecture, float weights, tables, integer networks, id and metadata.
 
-    net: AutoEncoder
+    Loading needs no torch: coding runs on numpy (and, for the transforms, ONNX Runtime
+    where it is installed).  ``net``, the torch ``AutoEncoder``, is built on first use.
+    """
+
+    preset: Preset
+    weights: dict[str, np.ndarray]  # the float weights (float32, subnormals flushed), by state-dict name
     tables: Tables
     model_id: str
     metadata: dict = field(default_factory=dict)
@@ -47,7 +55,45 @@ class LoadedModel:
 
     @property
     def qualities(self) -> int:
-        return self.net.qualities
+        return len(self.preset.lambdas)
+
+    @property
+    def parameter_count(self) -> int:
+        """Weights and biases of every network, the integer-stored ones included."""
+        integer = sum(
+            w.size + b.size
+            for part in self.parts.values()
+            if hasattr(part, "weights")
+            for w, b in zip(part.weights, part.biases, strict=True)
+        )
+        return sum(v.size for v in self.weights.values()) + integer
+
+    @cached_property
+    def net(self) -> AutoEncoder:
+        """The torch network with these weights (training, encoder effort, bit estimates, the torch transforms)."""
+        import torch
+
+        from .model import AutoEncoder
+
+        try:
+            net = AutoEncoder(self.preset)
+            coder = coder_class(self.preset.entropy)
+            coder.apply_parts(self.parts, net)  # the integer-stored modules
+            state = {k: torch.from_numpy(v) for k, v in self.weights.items()}
+            state.update({k: v for k, v in net.state_dict().items() if k.startswith(coder.integer_modules)})
+            net.load_state_dict(state, strict=True)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ModelFileError(f"{self.path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
+        return net.eval()
+
+    def gains(self, index: int, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Gain and inverse gain (M,) float32 of level ``index`` (0-based), or ``t`` of the way to the next.
+
+        As ``AutoEncoder.gains`` (log-gains interpolated linearly between levels), computed in
+        float64 and rounded once to float32, so the same on every machine; torch's float32
+        arithmetic gives values within 2 ulp of these.
+        """
+        return _gain(self.weights["log_gain"], index, t), _gain(self.weights["log_inverse_gain"], index, t)
 
     @property
     def gaussian(self) -> Tables | None:
@@ -65,25 +111,50 @@ class LoadedModel:
         return self.parts.get("context")
 
 
-def model_id_of(tensors: dict[str, torch.Tensor]) -> str:
-    """16 hex digits of SHA-256 over every tensor's name, shape, dtype and bytes."""
+def _gain(log_gains: np.ndarray, index: int, t: float) -> np.ndarray:
+    """exp of row ``index`` of ``log_gains``, or of its linear interpolation ``t`` of the way to the next row."""
+    log = log_gains[index].astype(np.float64)
+    if t:
+        log = log + t * (log_gains[index + 1].astype(np.float64) - log)
+    return np.exp(log).astype(np.float32)
+
+
+# The dtype names in the id are torch's (model files were first hashed with torch tensors).
+_DTYPE_NAMES = {
+    np.dtype(np.float32): "torch.float32",
+    np.dtype(np.float16): "torch.float16",
+    np.dtype(np.float64): "torch.float64",
+    np.dtype(np.int64): "torch.int64",
+    np.dtype(np.int32): "torch.int32",
+    np.dtype(np.int16): "torch.int16",
+    np.dtype(np.int8): "torch.int8",
+    np.dtype(np.uint8): "torch.uint8",
+    np.dtype(np.bool_): "torch.bool",
+}
+
+
+def model_id_of(tensors: dict) -> str:
+    """16 hex digits of SHA-256 over every tensor's name, shape, dtype and bytes (torch or numpy tensors)."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        t = tensors[name]
+        if isinstance(t, np.ndarray):
+            array, dtype = np.ascontiguousarray(t), _DTYPE_NAMES[t.dtype]
+        else:  # a torch tensor
+            array, dtype = t.detach().cpu().contiguous().numpy(), str(t.dtype)
+        h.update(f"{name}|{tuple(array.shape)}|{dtype}|".encode())
+        h.update(array.tobytes())
     return h.hexdigest()[:16]
 
 
-def _without_subnormals(t: torch.Tensor) -> torch.Tensor:
+def _without_subnormals(a: np.ndarray) -> np.ndarray:
     """Weights below float32's normal range become 0 (x86 CPUs compute with subnormals ~100x slower).
 
     Training drives unused GDN cross terms towards 0 through subnormal values.  The CLI also
-    flushes subnormal results (``torch.set_flush_denormal``); library users get at least this.
+    flushes subnormal results; library users get at least this.
     """
-    if not t.is_floating_point():
-        return t
-    return torch.where(t.abs() < torch.finfo(torch.float32).tiny, torch.zeros_like(t), t)
+    a = np.asarray(a, np.float32)
+    return np.where(np.abs(a) < np.finfo(np.float32).tiny, np.float32(0), a)
 
 
 def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None = None, half: bool = False) -> str:
@@ -94,6 +165,11 @@ def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None 
     way, so the symbols a file decodes to do not depend on it; the id covers the stored
     bytes, and encoder and decoder both compute with the stored values.
     """
+    import torch
+    from safetensors.torch import save
+
+    from .density import build_tables
+
     net = net.cpu().eval()
     coder = coder_class(net.preset.entropy)
     integer = coder.integer_modules  # stored once, as the integers that coding uses
@@ -115,7 +191,7 @@ def save_model(net: AutoEncoder, path: str | os.PathLike, training: dict | None 
 
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
-    """Read a model file; every problem becomes a one-line ``ModelFileError``."""
+    """Read a model file (no torch needed); every problem becomes a one-line ``ModelFileError``."""
     path = Path(path)
     try:
         tensors = load_file(str(path))
@@ -132,21 +208,23 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelFileError(f"{path}: model format version {metadata.get('format_version')} is not supported")
     try:
         preset = Preset.from_dict(json.loads(metadata["preset"]))
-        net = AutoEncoder(preset)
         coder = coder_class(preset.entropy)
         tables = Tables.from_tensors(tensors)
-        parts = coder.restore(tensors, net)  # sets the net's integer-stored modules
+        parts = coder.restore(tensors, preset)
         if metadata["format_version"] != str(coder.format_version):
             raise FormatError(f"a {preset.entropy} model in a format-version-{metadata['format_version']} file")
-        weights = {k: v for k, v in tensors.items() if not k.startswith(("tables.", *coder_tensor_prefixes()))}
-        weights.update({k: v for k, v in net.state_dict().items() if k.startswith(coder.integer_modules)})
-        net.load_state_dict({k: _without_subnormals(v) for k, v in weights.items()}, strict=True)
-    except (KeyError, RuntimeError, ValueError, FormatError) as exc:
+        stored = {k: v for k, v in tensors.items() if not k.startswith(("tables.", *coder_tensor_prefixes()))}
+        if any(v.dtype.kind != "f" for v in stored.values()):
+            raise FormatError("a float weight is stored as integers")
+        weights = {k: _without_subnormals(v) for k, v in stored.items()}
+        for name in ("log_gain", "log_inverse_gain"):
+            if weights[name].shape != (len(preset.lambdas), preset.M):
+                raise FormatError(f"{name} does not match the architecture")
+    except (KeyError, ValueError, FormatError) as exc:
         raise ModelFileError(f"{path}: model file is inconsistent ({str(exc).splitlines()[0][:120]})") from None
     mid = model_id_of(tensors)
     if mid != metadata.get("model_id"):
         raise ModelFileError(f"{path}: model file was modified (its content does not match its id)")
-    if tables.freqs.shape[0] != net.coded_channels * len(preset.lambdas):
+    if tables.freqs.shape[0] != preset.coded_channels * len(preset.lambdas):
         raise ModelFileError(f"{path}: entropy tables do not match the architecture")
-    meta = decoded(metadata)
-    return LoadedModel(net.eval(), tables, mid, meta, str(path), parts)
+    return LoadedModel(preset, weights, tables, mid, decoded(metadata), str(path), parts)

@@ -45,8 +45,8 @@ class Target:
     lam: float
 
 
-def target(net: AutoEncoder, level: int, t: float) -> Target:
-    lambdas = net.preset.lambdas
+def target(lambdas: tuple[float, ...], level: int, t: float) -> Target:
+    """What a level (0-based), or ``t`` of the way to the next, optimizes for."""
     lam = lambdas[level] if t == 0 else math.exp((1 - t) * math.log(lambdas[level]) + t * math.log(lambdas[level + 1]))
     return Target(level, t, lam)
 
@@ -78,9 +78,7 @@ def _inverse_gain(net: AutoEncoder, goal: Target) -> Tensor:
     return net.gains(goal.level, goal.t)[1][None, :, None, None]
 
 
-def refine_tile(
-    net: AutoEncoder, x: Tensor, y: Tensor, z_hat: Tensor, goal: Target, steps: int, low_precision: bool = False
-) -> Tensor:
+def refine_tile(net: AutoEncoder, x: Tensor, y: Tensor, z_hat: Tensor, goal: Target, steps: int, low_precision: bool = False) -> Tensor:
     """``steps`` of Adam on a (1, M, h, w) latent ``y`` for rate + λ·255²·MSE against ``x`` (1, 3, 16h, 16w).
 
     ``z_hat`` is the (kept) hyper-latent of the tile, from which the hyperprior's means and scales come.
@@ -113,9 +111,7 @@ def snap(net: AutoEncoder, y: Tensor, z_hat: Tensor) -> Tensor:
         return _rate_and_mean(net, y, (mean, log_scale), torch.round)[1]
 
 
-def refine(
-    net: AutoEncoder, rgb: Tensor, y: Tensor, z_hat: Tensor, goal: Target, steps: int, low_precision: bool = False
-) -> Tensor:
+def refine(net: AutoEncoder, rgb: Tensor, y: Tensor, z_hat: Tensor, goal: Target, steps: int, low_precision: bool = False) -> Tensor:
     """The refined latent of a whole picture: ``rgb`` (3, H, W) in [0, 1], ``y`` the gained analysis (1, M, h, w).
 
     ``z_hat`` is the hyper-latent that will be coded with it (the analysis's, rounded).

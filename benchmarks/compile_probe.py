@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from aecompress.model import PRESETS, AutoEncoder
+from aecompress.model import AutoEncoder
+from aecompress.presets import PRESETS
 
 
 def main() -> None:

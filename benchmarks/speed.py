@@ -174,7 +174,8 @@ def run_pillow(args, target_bpp: float) -> dict:
 
 def run_train(args) -> dict:
     from aecompress.data import PatchSampler, find_images
-    from aecompress.model import PRESETS, AutoEncoder
+    from aecompress.model import AutoEncoder
+    from aecompress.presets import PRESETS
     from aecompress.train import cpu_has_native_bf16
 
     preset = PRESETS[args.preset]

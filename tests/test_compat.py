@@ -60,9 +60,10 @@ def test_no_golden_model_was_dropped_from_the_package():
             assert folder.name in _released(), f"model {folder.name} was released; later releases must ship it"
 
 
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
 @pytest.mark.parametrize("model_id", sorted(_released()))
-def test_released_golden_files_decode_without_m(model_id, tmp_path):
-    """The installed command finds the model by the id in each file; symbols exact, pixels ±1 on any CPU."""
+def test_released_golden_files_decode_without_m(model_id, engine, tmp_path):
+    """The installed command finds the model by the id in each file; symbols exact, pixels ±1 on any CPU and engine."""
     from aecompress import Codec, load_model
 
     record = json.loads((RELEASE / model_id / "golden.json").read_text())
@@ -70,7 +71,7 @@ def test_released_golden_files_decode_without_m(model_id, tmp_path):
     for entry in record["files"]:
         aec = RELEASE / model_id / entry["aec"]
         out = tmp_path / (entry["aec"] + ".png")
-        proc = run("decode", aec, "-o", out)
+        proc = run("decode", aec, "-o", out, env={**os.environ, "AECOMPRESS_ENGINE": engine})
         assert proc.returncode == 0, proc.stderr
         assert np.abs(_pixels(out) - _pixels(RELEASE / model_id / entry["png"])).max() <= 1, entry["aec"]
         assert _symbols_digest(codec.decode_symbols(aec.read_bytes())) == entry["symbols_sha256"], entry["aec"]

@@ -19,8 +19,10 @@ from aecompress.bitstream import HEADER_SIZE, Header, pack, unpack
 from aecompress.entropy import SCALES, FormatError
 from aecompress.images import from_pil
 from aecompress.integer import ACT_LIMIT, IntegerContext
-from aecompress.model import CONTEXT_TAPS, PRESETS, AutoEncoder, CheckerboardContext, anchor_mask, table_log_scale
+from aecompress.layout import CONTEXT_TAPS
+from aecompress.model import AutoEncoder, CheckerboardContext, anchor_mask, table_log_scale
 from aecompress.modelfile import save_model
+from aecompress.presets import PRESETS
 
 GOLDEN = Path(__file__).parent / "golden"
 

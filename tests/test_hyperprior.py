@@ -18,7 +18,8 @@ from aecompress.density import build_gaussian_tables
 from aecompress.entropy import LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES, scale_index_from_q8
 from aecompress.images import from_pil
 from aecompress.integer import IntegerHyperSynthesis
-from aecompress.model import PRESETS, AutoEncoder, HyperSynthesis
+from aecompress.model import AutoEncoder, HyperSynthesis
+from aecompress.presets import PRESETS
 
 GOLDEN = Path(__file__).parent / "golden"
 

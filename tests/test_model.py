@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from aecompress.model import GDN, GDN_CROSS_TERM_START, PRESETS, AutoEncoder
+from aecompress.model import GDN, GDN_CROSS_TERM_START, AutoEncoder
+from aecompress.presets import PRESETS
 
 
 def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:

@@ -56,19 +56,34 @@ def test_quality_values_in_json_stay_integers_for_levels():
 
 
 def test_integer_quality_is_the_old_computation(hp_codec):
-    """The gain moved after g_a and out of the tiles: for integer levels, bit for bit the old formula."""
+    """The gain moved after g_a and out of the tiles: for integer levels, bit for bit the old formula (torch engine)."""
+    from aecompress import Codec
+    from aecompress.transforms import TorchTransforms
+
     picture = photo()
     net = hp_codec.net
+    codec = Codec(hp_codec.model, transforms=TorchTransforms(net))
     x = torch.from_numpy(picture.rgb().copy()).permute(2, 0, 1)[None].float().div(255.0)
     with torch.inference_mode():
         for level in range(1, hp_codec.model.qualities + 1):
             q = torch.tensor([level - 1])
             gain, inverse = net.gains(level - 1)
             old = net.analysis(x.contiguous(memory_format=torch.channels_last), q)
-            new = hp_codec.analyze(picture).features * gain[None, :, None, None]
+            new = torch.from_numpy(codec.analyze(picture).features) * gain[None, :, None, None]
             assert torch.equal(old, new)
             y = torch.round(new)
             assert torch.equal(net.synthesis(y, q), net.g_s(y * inverse[None, :, None, None]))
+
+
+def test_the_coders_gains_are_the_networks_within_two_ulp(hp_codec):
+    """The coding path computes gains without torch (float64, rounded once); torch's float32 gains agree to 2 ulp."""
+    net, model = hp_codec.net, hp_codec.model
+    with torch.no_grad():
+        for level in range(model.qualities - 1):
+            for t in (0.0, 0.01, 0.3, 0.5, 0.77, 0.99):
+                for ours, theirs in zip(model.gains(level, t), net.gains(level, t), strict=True):
+                    assert ours.dtype == np.float32
+                    np.testing.assert_array_max_ulp(ours, theirs.numpy(), maxulp=2)
 
 
 def test_integer_quality_writes_no_fraction(hp_codec):

@@ -26,7 +26,7 @@ def demo(force_train, steps, keep, force):
     import shutil
 
     from ..codec import default_model_path, load_model
-    from ..data import find_images
+    from ..images import find_images
 
     images = find_images(Path("sample_data")) if Path("sample_data").is_dir() else []
     images = images or find_images(SAMPLES)

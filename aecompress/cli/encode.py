@@ -125,7 +125,7 @@ def _codec(loaded, pixels: int | None, precision: str):
     from ..codec import Codec
 
     if precision == "auto":
-        from ..training.hardware import cpu_has_amx_bf16
+        from ..cpu import cpu_has_amx_bf16
 
         precision = "bf16" if cpu_has_amx_bf16() else "fp32"
     return Codec(loaded, pixel_limit(pixels), precision=precision)

@@ -169,9 +169,8 @@ def _readable_images(folder: str) -> tuple[list[Path], list[tuple[str, str]]]:
     A missing DIR, a folder without images, and a single file that cannot be read fail
     in the words `encode` and `score` use for them.
     """
-    from ..data import find_images
     from ..evaluate import image_name
-    from ..images import unreadable_reason
+    from ..images import find_images, unreadable_reason
 
     root = Path(folder)
     if not root.exists():

@@ -104,8 +104,8 @@ def _info_model(file: str) -> tuple[dict, list[str]]:
     from ..coders import coder_class
 
     model = load_model(file)
-    preset = model.net.preset
-    params = sum(p.numel() for p in model.net.parameters())
+    preset = model.preset
+    params = model.parameter_count
     training = model.metadata.get("training") or {}
     record = {
         "kind": "model",

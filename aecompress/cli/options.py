@@ -122,10 +122,11 @@ def pixel_limit(value: int | None) -> int:
 
 
 def set_threads(threads: int | None) -> None:
+    """--threads, for whichever engine runs the transforms (torch only if it loads)."""
     if threads:
-        import torch
+        from ..engine import configure
 
-        torch.set_num_threads(threads)
+        configure(threads=threads)
 
 
 def parse_bytes(text: str, minimum: int = 1) -> int:

@@ -38,18 +38,8 @@ def _read_recipe(ctx: click.Context, param: click.Parameter, path: str | None) -
         raise CliError(str(exc) if isinstance(exc, ValueError) else f"{path}: {exc.strerror or exc}", EXIT_USAGE) from None
     for key, value in recipe.items():
         _check_recipe_value(ctx, path, key, value)
-    ctx.meta[_RECIPE] = path
     ctx.default_map = {**(ctx.default_map or {}), **{_option_name(k): v for k, v in recipe.items()}}
     return path
-
-
-_RECIPE = "aecompress.recipe"  # ctx.meta: the --recipe file of this run
-
-
-def _from_recipe(name: str) -> str | None:
-    """The recipe file that set parameter ``name`` (None: the command line or the option's default did)."""
-    ctx = click.get_current_context()
-    return ctx.meta.get(_RECIPE) if ctx.get_parameter_source(name) == ParameterSource.DEFAULT_MAP else None
 
 
 def _option_name(key: str) -> str:
@@ -57,8 +47,17 @@ def _option_name(key: str) -> str:
     return "lambdas" if key == "lambda" else key.replace("-", "_")
 
 
+def _preset_name(name: str) -> str:
+    from ..presets import PRESETS
+
+    if name not in PRESETS:
+        raise click.BadParameter(f"not a preset (choose from {', '.join(PRESETS)})")
+    return name
+
+
 # The recipe keys whose text the command parses itself, after click's conversion: checked the same way up front.
 _RECIPE_PARSERS = {
+    "preset": _preset_name,
     "time-budget": lambda text: _duration(text, "--time-budget"),
     "checkpoint-every": lambda text: _duration(text, "--checkpoint-every"),
     "lambda": parse_lambdas,
@@ -114,15 +113,11 @@ def _check_train_outputs(output: str, checkpoint: str | None, resume: str | None
 
 def _check_train_inputs(resume: str | None, init: str | None, preset: str | None) -> None:
     """A bad --preset, --resume or --init is said before the images load; a wrong file is named by what it is."""
-    from ..model import PRESETS
+    from ..presets import PRESETS
     from ..sniff import describe, head, training_checkpoint
 
     if preset is not None and not resume and preset not in PRESETS:
-        choices = f"(choose from {', '.join(PRESETS)})"
-        recipe = _from_recipe("preset")
-        if recipe:  # checked here, not with the recipe's other values: the presets are known once torch loads
-            raise CliError(f"{recipe}: preset = {preset!r}: not a preset {choices}", EXIT_USAGE)
-        raise CliError(f"unknown preset {preset!r} {choices}")
+        raise CliError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
     if init is not None:
         load_model(init)  # cached: the run itself then loads it for free
     if resume is None or training_checkpoint(resume) is not None:
@@ -144,7 +139,7 @@ def _exists_reason(path: Path, model: Path, ckpt: Path) -> str:
 
 def _count_images(data_dir: str) -> int:
     """Image files of the training folder, counted before the run (the data loader itself is data.py's)."""
-    from ..data import NoImagesError, find_images
+    from ..images import NoImagesError, find_images
 
     try:
         count = len(find_images(Path(data_dir)))
@@ -197,7 +192,7 @@ def _run_training(cfg, init: str | None) -> str:
     """Train; an error the run can meet ends in one line.  Returns the model's path."""
     import warnings
 
-    from ..data import NoImagesError
+    from ..images import NoImagesError
     from ..modelfile import ModelFileError
     from ..training.config import TrainingError
     from ..training.loop import train as run_training

@@ -11,15 +11,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..entropy import FormatError, StreamDecoder, StreamEncoder, index_groups
 from ..integer import IntegerContext
 from ..layout import anchor_grid
-from ..model import AutoEncoder, Preset, anchor_mask
+from ..presets import Preset, integer_shapes
 from .hyperprior import HyperpriorCoder
 
 if TYPE_CHECKING:
+    from ..model import AutoEncoder
     from ..modelfile import LoadedModel
 
 
@@ -40,26 +40,29 @@ class CheckerboardCoder(HyperpriorCoder):
         return f"{super().describe(preset)} with a checkerboard context"
 
     @classmethod
-    def model_tensors(cls, net: AutoEncoder) -> dict[str, torch.Tensor]:
+    def model_tensors(cls, net: AutoEncoder) -> dict:
         return {**super().model_tensors(net), **IntegerContext.from_float(net.context).tensors()}
 
     @classmethod
-    def restore(cls, tensors: dict[str, torch.Tensor], net: AutoEncoder) -> dict[str, Any]:
-        parts = super().restore(tensors, net)
+    def restore(cls, tensors: dict, preset: Preset) -> dict[str, Any]:
+        parts = super().restore(tensors, preset)
         context = IntegerContext.from_tensors(tensors)
-        convs = [net.context.context, *net.context.params]
-        if [w.shape for w in context.weights] != [tuple(c.weight.shape) for c in convs]:
+        if [w.shape for w in context.weights] != integer_shapes(preset)["context"]:
             raise FormatError("integer context does not match the architecture")
-        context.to_float(net.context)
         return {**parts, "context": context}
 
-    def _quantize_residuals(self, residual: torch.Tensor, mean: np.ndarray, index: np.ndarray) -> torch.Tensor:
+    @classmethod
+    def apply_parts(cls, parts: dict[str, Any], net: AutoEncoder) -> None:
+        super().apply_parts(parts, net)
+        parts["context"].to_float(net.context)
+
+    def _quantize_residuals(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray) -> np.ndarray:
         """The anchors round against the hyperprior's μ; the context, fed their residuals, picks the others' (as the decoder will)."""
-        anchor = anchor_mask(residual.shape[1], residual.shape[2])
-        other, others = ~anchor, (~anchor).numpy()
-        residual[:, anchor] = residual[:, anchor].round()
-        other_mean, other_index = self.context(residual.numpy(), mean, index)
-        residual[:, other] = residual[:, other].add_(torch.from_numpy(mean[:, others] - other_mean)).round_()
+        anchor = anchor_grid(residual.shape[1], residual.shape[2])
+        others = ~anchor
+        residual[:, anchor] = np.round(residual[:, anchor])
+        other_mean, other_index = self.context(residual, mean, index)
+        residual[:, others] = np.round(residual[:, others] + (mean[:, others] - other_mean))
         mean[:, others], index[:, others] = other_mean, other_index
         return residual
 

@@ -12,33 +12,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from ..density import build_gaussian_tables, gaussian_likelihood
-from ..entropy import (
-    FormatError,
-    StreamDecoder,
-    StreamEncoder,
-    TableModels,
-    Tables,
-    index_groups,
-    scale_table,
-)
+from ..entropy import FormatError, StreamDecoder, StreamEncoder, TableModels, Tables, index_groups, scale_table
 from ..integer import IntegerHyperSynthesis
-from ..model import AutoEncoder, Preset
-from .base import LatentCoder
+from ..presets import Preset, integer_shapes
+from .base import HyperAnalysis, LatentCoder
 
 if TYPE_CHECKING:
+    from ..model import AutoEncoder
     from ..modelfile import LoadedModel
+
+LATENT_LIMIT = 2**30  # |ẑ| and |y| beyond this: a broken model (the coder's integers would overflow)
 
 
 @dataclass
 class HyperLatents:
     """What a hyperprior codes: ẑ, and y as residuals with each symbol's mean and table."""
 
-    z: torch.Tensor  # (1, Nz, hz, wz) float, rounded
+    z: np.ndarray  # float32 (1, Nz, hz, wz), rounded
     z_symbols: np.ndarray  # int32 (Nz, hz, wz): the same, as coded
-    residual: torch.Tensor  # (M, h, w) float: round(y − μ), in y's memory
+    residual: np.ndarray  # float32 (M, h, w): round(y − μ), in y's memory
     mean: np.ndarray  # float32 (M, h, w)
     index: np.ndarray  # uint8 (M, h, w): the table of each symbol
 
@@ -62,35 +55,42 @@ class HyperpriorCoder(LatentCoder[HyperLatents]):
         return f"mean-scale hyperprior (Nz={preset.Nz})"
 
     @classmethod
-    def model_tensors(cls, net: AutoEncoder) -> dict[str, torch.Tensor]:
+    def model_tensors(cls, net: AutoEncoder) -> dict:
+        from ..density import build_gaussian_tables
+
         return {**build_gaussian_tables().tensors("gaussian"), **IntegerHyperSynthesis.from_float(net.h_s).tensors()}
 
     @classmethod
-    def restore(cls, tensors: dict[str, torch.Tensor], net: AutoEncoder) -> dict[str, Any]:
+    def restore(cls, tensors: dict, preset: Preset) -> dict[str, Any]:
         gaussian = Tables.from_tensors(tensors, "gaussian")
         hyper = IntegerHyperSynthesis.from_tensors(tensors)
-        expected = [tuple(c.weight.shape) for c in net.h_s.convs]
-        if [w.shape for w in hyper.weights] != expected:
+        if [w.shape for w in hyper.weights] != integer_shapes(preset)["hyper"]:
             raise FormatError("integer hyper-synthesis does not match the architecture")
-        hyper.to_float(net.h_s)
         return {"gaussian": gaussian, "hyper": hyper}
 
-    def hyper_latent(self, y: torch.Tensor) -> torch.Tensor:
-        """ẑ = round(h_a(y)) (1, Nz, hz, wz): what ``quantize`` codes unless given another."""
-        return torch.round(self._hyper_analysis(y))
+    @classmethod
+    def apply_parts(cls, parts: dict[str, Any], net: AutoEncoder) -> None:
+        parts["hyper"].to_float(net.h_s)
 
-    def quantize(self, y: torch.Tensor, level: int, z_hat: torch.Tensor | None = None) -> HyperLatents:
-        z = self.hyper_latent(y) if z_hat is None else z_hat
-        if not bool(torch.isfinite(z).all()) or float(z.abs().max()) >= 2**30:
+    def hyper_latent(self, y: np.ndarray, hyper_analysis: HyperAnalysis) -> np.ndarray:
+        """ẑ = round(h_a(y)) (1, Nz, hz, wz): what ``quantize`` codes unless given another."""
+        return np.round(self._hyper_analysis(y, hyper_analysis))
+
+    def quantize(self, y: np.ndarray, level: int, z_hat: np.ndarray | None = None) -> HyperLatents:
+        if z_hat is None:
+            raise ValueError("a hyperprior codes y with its ẑ: give z_hat (hyper_latent)")
+        if not np.isfinite(z_hat).all() or float(np.abs(z_hat).max(initial=0)) >= LATENT_LIMIT:
             raise ValueError("the model produced latents out of range (a broken model?)")
-        z_symbols = z[0].to(torch.int32).numpy()
+        z = np.asarray(z_hat, np.float32)
+        z_symbols = z[0].astype(np.int32)
         mean, index = self.hyper(z_symbols, y.shape[2], y.shape[3])
-        residual = self._quantize_residuals(y[0].sub_(torch.from_numpy(mean)), mean, index)
+        residual = np.subtract(y[0], mean, out=y[0])
+        residual = self._quantize_residuals(residual, mean, index)
         return HyperLatents(z, z_symbols, residual, mean, index)
 
     def encode(self, stream: StreamEncoder, latents: HyperLatents, level: int) -> None:
         self.symbol_coder(level).encode_into(stream, latents.z_symbols)
-        self._encode_residuals(stream, latents.residual.to(torch.int32).numpy(), latents.index)
+        self._encode_residuals(stream, latents.residual.astype(np.int32), latents.index)
 
     def estimate_bits(self, latents: HyperLatents, level: int) -> float:
         """ẑ's and y's residuals' bits (continuous densities, the tables' scales)."""
@@ -100,23 +100,24 @@ class HyperpriorCoder(LatentCoder[HyperLatents]):
     def bit_map(self, latents: HyperLatents, level: int) -> np.ndarray:
         z_bits, y_bits = self._element_bits(latents, level)
         h, w = latents.residual.shape[1:]
-        return y_bits.double().sum(0).numpy() + _spread(z_bits[0].double().sum(0).numpy(), h, w)
+        return y_bits.sum(0) + _spread(z_bits[0].sum(0), h, w)
 
-    def dequantize(self, latents: HyperLatents) -> torch.Tensor:
+    def dequantize(self, latents: HyperLatents) -> np.ndarray:
         """ŷ = round(y − μ) + μ, exactly as the decoder forms it (in the residuals' memory)."""
-        return latents.residual.add_(torch.from_numpy(latents.mean))[None]
+        return np.add(latents.residual, latents.mean, out=latents.residual)[None]
 
-    def decode(self, stream: StreamDecoder, level: int, h: int, w: int, keep: dict[str, np.ndarray]) -> torch.Tensor:
+    def decode(self, stream: StreamDecoder, level: int, h: int, w: int, keep: dict[str, np.ndarray]) -> np.ndarray:
         """``keep`` receives ``z``, ``index`` and ``residual``."""
-        keep["z"] = self.symbol_coder(level).decode_from(stream, (self.net.preset.Nz, -(-h // 4), -(-w // 4)))
+        keep["z"] = self.symbol_coder(level).decode_from(stream, (self.preset.Nz, -(-h // 4), -(-w // 4)))
         mean, index = self.hyper(keep["z"], h, w)
         residual = self._decode_residuals(stream, mean, index)
         keep["index"], keep["residual"] = index, residual
-        return torch.from_numpy(residual).float().add_(torch.from_numpy(mean))[None]
+        y = residual.astype(np.float32)
+        return np.add(y, mean, out=y)[None]
 
-    def _quantize_residuals(self, residual: torch.Tensor, mean: np.ndarray, index: np.ndarray) -> torch.Tensor:
+    def _quantize_residuals(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray) -> np.ndarray:
         """y − μ (M, h, w) → round(y − μ), in place; a context may move ``mean`` and ``index`` (in place) first."""
-        return residual.round_()
+        return np.round(residual, out=residual)
 
     def _encode_residuals(self, stream: StreamEncoder, values: np.ndarray, index: np.ndarray) -> None:
         """y's residuals (int32), grouped by table."""
@@ -126,14 +127,19 @@ class HyperpriorCoder(LatentCoder[HyperLatents]):
         """y's residuals (int32, M × h × w); a context may move ``mean`` and ``index`` (in place)."""
         return stream.decode(index.size, index_groups(index), self.gaussian).reshape(index.shape)
 
-    def _element_bits(self, latents: HyperLatents, level: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """−log₂ p of every symbol: ẑ's (1, Nz, hz, wz) and y's residuals' (M, h, w)."""
+    def _element_bits(self, latents: HyperLatents, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """−log₂ p of every symbol (float64): ẑ's (1, Nz, hz, wz) and y's residuals' (M, h, w)."""
+        import torch
+
+        from ..density import gaussian_likelihood
+
         z_bits = self.factorized_bits(latents.z, level)
         log_scale = torch.from_numpy(np.log(scale_table())[latents.index]).float()
-        y_bits = -torch.log2(gaussian_likelihood(latents.residual, log_scale))
-        return z_bits, y_bits
+        with torch.no_grad():
+            p = gaussian_likelihood(torch.from_numpy(latents.residual), log_scale)
+        return z_bits, -np.log2(p.double().numpy())
 
-    def _hyper_analysis(self, y: torch.Tensor, band: int = 64, halo: int = 16) -> torch.Tensor:
+    def _hyper_analysis(self, y: np.ndarray, hyper_analysis: HyperAnalysis, band: int = 64, halo: int = 16) -> np.ndarray:
         """h_a over bands of ``band`` z rows with ``halo`` y rows of context (receptive field: 13).
 
         Bounded memory on huge images; the band size is fixed, so the result depends only on
@@ -142,15 +148,15 @@ class HyperpriorCoder(LatentCoder[HyperLatents]):
         h = y.shape[2]
         hz = -(-h // 4)
         if hz <= band:
-            return self.net.h_a(y)
+            return hyper_analysis(y)
         parts = []
         for top in range(0, hz, band):
             lo = max(0, 4 * top - halo)
             hi = min(h, 4 * (top + band) + halo)
-            z = self.net.h_a(y[:, :, lo:hi])
+            z = hyper_analysis(y[:, :, lo:hi])
             first = top - lo // 4
             parts.append(z[:, :, first : first + min(band, hz - top)])
-        return torch.cat(parts, dim=2)
+        return np.concatenate(parts, axis=2)
 
 
 def _spread(z_bits: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..cpu import cpu_has_native_bf16
 from .config import TrainingError
 
 
@@ -56,28 +57,6 @@ def cpu_model_name() -> str:
     import platform
 
     return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (from /proc/cpuinfo; empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 instructions (AMX-BF16 or AVX512-BF16): bf16 training runs faster there."""
-    return bool(cpu_flags() & {"amx_bf16", "avx512_bf16"})
-
-
-def cpu_has_amx_bf16() -> bool:
-    """True on CPUs with AMX-BF16 tiles: only there does bf16 inference beat fp32 (with AVX512-BF16 alone it is slower)."""
-    return "amx_bf16" in cpu_flags()
 
 
 def auto_precision(device: torch.device) -> str:

@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 
 from ..data import NoImagesError, PatchSampler, find_images
-from ..model import PRESETS, AutoEncoder, Preset
+from ..model import AutoEncoder
 from ..modelfile import save_model
 from ..outputs import atomic_write
+from ..presets import PRESETS, Preset
 from . import hardware, heldout
 from .config import DEFAULT_PRESET, TrainConfig, TrainingError
 from .distributed import Distributed, wrap
