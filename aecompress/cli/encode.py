@@ -63,7 +63,8 @@ TARGET_MISSED = 3  # exit status: every file written, but at least one missed it
     default="auto",
     show_default=True,
     help="Arithmetic of the analysis transform. bf16 runs it about 2–3× faster on CPUs with AMX (files about 0.2% "
-    "larger) and slower elsewhere; auto: bf16 on AMX CPUs, else fp32. Files decode exactly either way.",
+    "larger) and slower elsewhere, and loads torch (1–2 s); auto: bf16 for images of 8 MP or more on AMX CPUs, else "
+    "fp32. Files decode exactly either way.",
 )
 @io_options
 def encode(
@@ -121,13 +122,9 @@ def encode(
 
 
 def _codec(loaded, pixels: int | None, precision: str):
-    """The codec of this run: --max-pixels, and --precision auto resolved for this CPU."""
+    """The codec of this run: --max-pixels and --precision (auto: decided by the CPU and each image's size)."""
     from ..codec import Codec
 
-    if precision == "auto":
-        from ..cpu import cpu_has_amx_bf16
-
-        precision = "bf16" if cpu_has_amx_bf16() else "fp32"
     return Codec(loaded, pixel_limit(pixels), precision=precision)
 
 
