@@ -23,7 +23,7 @@ from . import bitstream, store
 from .bitstream import ContainerError, Header
 from .coders import LatentCoder, coder_class
 from .cpu import cpu_has_amx_bf16
-from .engine import transforms_for
+from .engine import large_images_on_torch, transforms_for
 from .entropy import FormatError, StreamDecoder, StreamEncoder, SymbolCoder, read_varint, write_varint
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .layout import DOWNSAMPLING
@@ -41,6 +41,7 @@ MARGIN = 64
 # precision "auto": bf16 analysis from this size on, on AMX CPUs.  There bf16 runs g_a 6–7×
 # faster; at about 0.2 s per megapixel saved, it pays for torch's 1–2 s import from here.
 AUTO_BF16_PIXELS = 8_000_000
+LARGE_IMAGE_PIXELS = 4_000_000  # above this the torch engine codes the image (``Codec._transforms_for``)
 
 
 class DecodeError(ValueError):
@@ -169,7 +170,8 @@ class Codec:
         self.precision = precision
         self.model = model
         self.transforms = transforms if transforms is not None else transforms_for(model, "fp32" if precision == "auto" else precision)
-        self._bf16_analysis: Transforms | None = None  # "auto" on large images: built on first use
+        self._for_large = transforms is None and large_images_on_torch(self.transforms)  # see ``_transforms_for``
+        self._torch: dict[str, Transforms] = {}  # torch engines by precision, built on first use
         self.max_pixels = max_pixels
         self.latent_coder: LatentCoder = coder_class(model.preset.entropy)(model)
 
@@ -267,7 +269,7 @@ class Codec:
         rgb = torch.from_numpy(analysis.picture.rgb().copy()).permute(2, 0, 1).float().div_(255.0)
         low_precision = self.precision == "bf16" or cpu_has_native_bf16()  # the encoder's choice: decoding stays exact
         y = analysis.features * gain
-        z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
+        z_hat = self.latent_coder.hyper_latent(y, self._hyper_analysis(analysis.picture))
         refined = refine_latent(self.net, rgb, torch.from_numpy(y), torch.from_numpy(z_hat), goal, steps, low_precision).numpy()
         return Analysis(analysis.picture, refined / gain, analysis.seconds + time.perf_counter() - t0, z_hat, hundredths)
 
@@ -292,7 +294,7 @@ class Codec:
         if analysis.hyper_hundredths == hundredths:  # a refined latent's own ẑ
             z_hat = analysis.hyper_latent
         else:
-            z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
+            z_hat = self.latent_coder.hyper_latent(y, self._hyper_analysis(picture))
         latents = self.latent_coder.quantize(y, level, z_hat)  # in place: memory for huge images
         t1 = time.perf_counter()
         stream = StreamEncoder()
@@ -341,7 +343,7 @@ class Codec:
         gain, inverse_gain = self.model.gains(level - 1, fraction / STEPS)
         y = self.analyze(picture).features * gain[None, :, None, None]
         _check_latent(y)
-        latents = self.latent_coder.quantize(y, level, self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis))
+        latents = self.latent_coder.quantize(y, level, self.latent_coder.hyper_latent(y, self._hyper_analysis(picture)))
         bits = self.latent_coder.bit_map(latents, level)
         y = self.latent_coder.dequantize(latents)
         return RateMap(bits, float(bits.sum()), self._reconstruct(y, inverse_gain, picture))
@@ -418,17 +420,36 @@ class Codec:
                 )
                 yield inner, outer
 
-    def _analysis_transforms(self, pixels: int) -> Transforms:
-        """What runs g_a on an image of ``pixels``: bf16 torch where ``precision`` "auto" says so (see ``__init__``)."""
-        if self.precision != "auto" or pixels < AUTO_BF16_PIXELS or not cpu_has_amx_bf16():
+    def _transforms_for(self, pixels: int) -> Transforms:
+        """The engine of an image of ``pixels`` (its analysis, hyper-analysis and synthesis alike).
+
+        ONNX Runtime by default; torch for images above ``LARGE_IMAGE_PIXELS`` when the engine
+        was left to choose: there ONNX Runtime's memory arenas held 1.9 GB for a 24 MP encode
+        (torch 1.1 GB), and without arenas it ran 1.5× slower, while torch's import is a small
+        part of such an image's time.  The rule depends on the image alone, so an encoder's
+        reconstruction is what a decoder on the same machine will produce.
+        """
+        if not self._for_large or pixels <= LARGE_IMAGE_PIXELS:
             return self.transforms
-        if self._bf16_analysis is None:
+        return self._torch_transforms("fp32")
+
+    def _torch_transforms(self, precision: str) -> Transforms:
+        if precision not in self._torch:
             from .engine import prepare_torch
             from .transforms import TorchTransforms
 
             prepare_torch()
-            self._bf16_analysis = TorchTransforms(self.model.net, "bf16")
-        return self._bf16_analysis
+            self._torch[precision] = TorchTransforms(self.model.net, precision)
+        return self._torch[precision]
+
+    def _analysis_transforms(self, pixels: int) -> Transforms:
+        """What runs g_a on an image of ``pixels``: bf16 torch where ``precision`` "auto" says so (see ``__init__``)."""
+        if self.precision != "auto" or pixels < AUTO_BF16_PIXELS or not cpu_has_amx_bf16():
+            return self._transforms_for(pixels)
+        return self._torch_transforms("bf16")
+
+    def _hyper_analysis(self, picture: Picture):
+        return self._transforms_for(picture.width * picture.height).hyper_analysis
 
     def _analyze(self, rgb: np.ndarray) -> np.ndarray:
         """Analysis transform g_a of a uint8 (H, W, 3) image, tile by tile with overlap (no gain yet).
@@ -453,9 +474,10 @@ class Codec:
         """Synthesis transform of ŷ · inverse gain (M,) to a uint8 (H, W, 3) image, tile by tile with overlap."""
         out = np.empty((H, W, 3), np.uint8)
         s = DOWNSAMPLING
+        transforms = self._transforms_for(H * W)
         inverse_gain = inverse_gain[None, :, None, None]
         for (ci, cj), (oi, oj) in self._tiles(y.shape[2], y.shape[3]):
-            x_hat = self.transforms.synthesis(y[:, :, oi, oj] * inverse_gain)[0]
+            x_hat = transforms.synthesis(y[:, :, oi, oj] * inverse_gain)[0]
             r0, c0 = (ci.start - oi.start) * s, (cj.start - oj.start) * s
             top, left = ci.start * s, cj.start * s
             bottom, right = min(H, ci.stop * s), min(W, cj.stop * s)
