@@ -225,6 +225,8 @@ class OnnxTransforms:
             options.inter_op_num_threads = 1
             options.add_session_config_entry("session.set_denormal_as_zero", "1")
             options.log_severity_level = 3
+            # Threads that spin between runs took the cores numpy needs for the coding: 12 Kodak encodes 4.9 → 4.1 s.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 graph = {
                     "analysis": lambda: analysis_graph(weights, preset.N, preset.M),
