@@ -11,9 +11,9 @@ to within float32 rounding:
   took 1.4× as long on CPU);
 - subnormal results are flushed to zero (``session.set_denormal_as_zero``), as the
   command line does for torch: with subnormals the synthesis took 7× as long.  ONNX
-  Runtime sets that mode on the thread that runs the session, and it would stay set
-  (numpy and every library in the process would then lose subnormals), so sessions run
-  on a thread of their own.
+  Runtime sets that mode on the thread that builds and runs an inference graph, where it
+  would stay set (numpy and every library in the process would then lose subnormals), so
+  the graphs are built and run on a thread of their own.
 
 Pixels then match the torch engine's to within one level (the promise across machines,
 docs/FORMAT.md); the symbols a file decodes to never depend on the engine.
@@ -211,7 +211,7 @@ class OnnxTransforms:
         self.model = model
         self.threads = threads
         self._sessions: dict[str, object] = {}
-        self._runner: ThreadPoolExecutor | None = None  # the one thread that runs the sessions (started on first use)
+        self._runner: ThreadPoolExecutor | None = None  # the one thread that builds and runs the graphs (started on first use)
 
     def _session(self, name: str):
         if name not in self._sessions:

@@ -12,7 +12,7 @@ from ..bitstream import MAGIC
 from ..quality import EFFORT_STEPS, MAX_EFFORT
 from .app import Failure, main, stderr, warning_line
 from .io import Outputs, display, expand_inputs, load_model, nothing_found, run_batch
-from .options import QualityType, SizeType, checked_quality, io_options, pixel_limit, set_threads
+from .options import QualityType, SizeType, checked_quality, effort_option, io_options, pixel_limit, set_threads
 from .report import Reporter, Totals, fmt_psnr, json_number, shown_output, timings_line
 
 TARGET_MISSED = 3  # exit status: every file written, but at least one missed its --target-*
@@ -45,16 +45,11 @@ TARGET_MISSED = 3  # exit status: every file written, but at least one missed it
     help="Choose the quality: the smallest file whose decoded image reaches DB dB. Targets search the hundredths between "
     "levels (factorized models: the levels); a target no setting meets writes the closest one, warns and exits 3.",
 )
-@click.option(
-    "-e",
-    "--effort",
-    type=click.IntRange(0, MAX_EFFORT),
-    default=0,
-    show_default=True,
-    help=f"Encoder effort, 0–{MAX_EFFORT}: optimize the image's latent for its own rate and distortion before coding "
+@effort_option(
+    f"Encoder effort, 0–{MAX_EFFORT}: optimize the image's latent for its own rate and distortion before coding "
     f"({', '.join(f'{n} steps' for n in EFFORT_STEPS[1:])}; about 1.3 s per step per megapixel on one core with bf16). "
     "About 10–12% fewer bits at the same PSNR on validation photos; a refined file that would cost more than the "
-    "plain one is not used. Any effort decodes with the same decoder; hyperprior models only.",
+    "plain one is not used. Any effort decodes with the same decoder; hyperprior models only."
 )
 @click.option("--no-psnr", is_flag=True, help="Skip measuring PSNR (saves the reconstruction pass).")
 @click.option(

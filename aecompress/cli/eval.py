@@ -11,9 +11,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from ..quality import MAX_EFFORT
 from .app import CliError, debugging, error_line, first_line, main, stderr, warning_line
 from .io import NO_IMAGES, fail_input, load_model
+from .options import effort_option
 
 
 @main.command(name="eval")
@@ -34,14 +34,7 @@ from .io import NO_IMAGES, fail_input, load_model
     metavar="Q[,Q…]",
     help="Model qualities to evaluate, as -q takes them: 1,4,8, or hundredths with hyperprior models (5.5); default: every level.",
 )
-@click.option(
-    "-e",
-    "--effort",
-    type=click.IntRange(0, MAX_EFFORT),
-    default=0,
-    show_default=True,
-    help="Encoder effort of the models' files, as encode -e takes it (far slower above 0).",
-)
+@effort_option("Encoder effort of the models' files, as encode -e takes it (far slower above 0).")
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
 @click.option(
     "--ceiling",

@@ -22,6 +22,15 @@ model_option = click.option(
 max_pixels_option = click.option(
     "--max-pixels", type=click.IntRange(1), help=f"Refuse larger images (default 2^27 = 134 MP; env {MAX_PIXELS_ENV})."
 )
+
+
+def effort_option(help: str):
+    """``-e/--effort``, 0 to the top effort level, as encode and eval take it."""
+    from ..quality import MAX_EFFORT
+
+    return click.option("-e", "--effort", type=click.IntRange(0, MAX_EFFORT), default=0, show_default=True, help=help)
+
+
 threads_option = click.option("--threads", type=click.IntRange(1), help="CPU threads for the transforms (default: all cores).")
 
 _IO_OPTIONS = [
