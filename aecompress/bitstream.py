@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from .quality import STEPS
 
 MAGIC = b"\x89AEC"
-VERSION = 3  # 3: a checkerboard context (ẑ, y's anchors, the rest); 2: a hyperprior (ẑ, then y by scale); 1: factorized
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4  # 4: a channel-wise context too (ẑ, then anchors and the rest group by group); 3: a checkerboard context
+# (ẑ, y's anchors, the rest); 2: a hyperprior (ẑ, then y by scale); 1: factorized
+READABLE_VERSIONS = (1, 2, 3, 4)
 _HEADER = struct.Struct(">4sB8sIIBBBI")  # magic, version, model id, width, height, channels, quality, flags, payload length
 HEADER_SIZE = _HEADER.size
 TRAILER_SIZE = 4  # CRC32
@@ -39,7 +40,7 @@ class Header:
     channels: int
     quality: int  # 1-based quality level (the integer part of a fractional quality)
     flags: int = 0
-    version: int = 1  # factorized models write 1 (readable by every release), hyperprior models 2, checkerboard 3
+    version: int = 1  # factorized models write 1 (readable by every release), hyperprior models 2, checkerboard 3, channel-wise 4
     fraction: int = 0  # hundredths above ``quality`` (0–99); non-zero only with FLAG_FRACTION, version 2
 
     @property
@@ -89,7 +90,9 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     if len(data) < 5:
         raise ContainerError("file is truncated (header incomplete)")
     if data[4] not in READABLE_VERSIONS:
-        raise ContainerError(f"format version {data[4]} is not supported (this aecompress reads versions 1 to 3)")
+        raise ContainerError(
+            f"format version {data[4]} is not supported (this aecompress reads versions {READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]})"
+        )
     if len(data) < HEADER_SIZE:
         raise ContainerError("file is truncated (header incomplete)")
     _, _, mid, width, height, channels, quality, flags, length = _HEADER.unpack_from(data)

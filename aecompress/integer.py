@@ -77,25 +77,27 @@ class IntegerLayers:
             (w.reshape(w.shape[0], -1).astype(np.float64), b.astype(np.float64)) for w, b in zip(self.weights, self.biases, strict=True)
         ]
 
-    def tensors(self) -> dict:
-        """The tensors a model file stores (torch, as model files are written)."""
+    def tensors(self, prefix: str | None = None) -> dict:
+        """The tensors a model file stores (torch, as model files are written), named ``PREFIX.…`` unless given ``prefix``."""
         import torch
 
-        out = {f"{self.PREFIX}.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
+        prefix = prefix or self.PREFIX
+        out = {f"{prefix}.scale_bits": torch.tensor(self.scale_bits, dtype=torch.int32)}
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            out[f"{self.PREFIX}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w, self.STORED_AS))
-            out[f"{self.PREFIX}.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
+            out[f"{prefix}.weight{i}"] = torch.from_numpy(np.ascontiguousarray(w, self.STORED_AS))
+            out[f"{prefix}.bias{i}"] = torch.from_numpy(np.ascontiguousarray(b))
         return out
 
     @classmethod
-    def from_tensors(cls, tensors: dict) -> IntegerLayers:
+    def from_tensors(cls, tensors: dict, prefix: str | None = None) -> IntegerLayers:
         """Read and validate a model file's tensors, torch or numpy (a missing one is a KeyError: an inconsistent model file)."""
-        bits = [int(v) for v in np.asarray(tensors[f"{cls.PREFIX}.scale_bits"]).tolist()]
-        stored = [np.asarray(tensors[f"{cls.PREFIX}.weight{i}"]) for i in range(len(bits))]
+        prefix = prefix or cls.PREFIX
+        bits = [int(v) for v in np.asarray(tensors[f"{prefix}.scale_bits"]).tolist()]
+        stored = [np.asarray(tensors[f"{prefix}.weight{i}"]) for i in range(len(bits))]
         if any(w.dtype not in (np.int16, np.int32) for w in stored):  # never truncate a float silently
-            raise FormatError(f"{cls.PREFIX} weights are not integers")
+            raise FormatError(f"{prefix} weights are not integers")
         weights = [w.astype(np.int32) for w in stored]
-        biases = [np.asarray(tensors[f"{cls.PREFIX}.bias{i}"]).astype(np.int64) for i in range(len(bits))]
+        biases = [np.asarray(tensors[f"{prefix}.bias{i}"]).astype(np.int64) for i in range(len(bits))]
         net = cls(weights, biases, bits)
         net.validate()
         return net
@@ -363,3 +365,117 @@ def _anchors_q8(residual: np.ndarray, mean: np.ndarray, anchor: np.ndarray) -> n
     """The anchors' ŷ = round(y − μ) + μ in fixed point (8 fractional bits); zero at the non-anchors."""
     y = np.asarray(residual, np.int64) * 256 + mean_q8(mean)
     return np.where(anchor, y, 0).clip(-Y_LIMIT, Y_LIMIT)
+
+
+# ---------------------------------------------------------------- the channel-wise context
+
+POSITIONS_PER_PRODUCT = 16384  # positions of one chunk of the channel-wise context's products
+
+
+def decoded_q8(residual: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """ŷ = round(y − μ) + μ in fixed point (8 fractional bits), clamped to ±Y_LIMIT, as int64."""
+    return (np.asarray(residual, np.int64) * 256 + mean_q8(mean)).clip(-Y_LIMIT, Y_LIMIT)
+
+
+@dataclass
+class IntegerGroupNetwork(IntegerLayers):
+    """One group's network of the channel-wise context: three 1×1 layers, in exact integer arithmetic."""
+
+    PREFIX: ClassVar[str] = "channel_int"  # the model file numbers them: channel_int1, channel_int2, …
+    STORED_AS: ClassVar[type] = np.int16
+
+    def validate(self) -> None:
+        """Check the shapes and the bounds that make every sum exact (a model file is input too)."""
+        if len(self.weights) != 3 or len(self.biases) != 3 or len(self.scale_bits) != 3:
+            raise FormatError("integer channel context must have three layers per group")
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if w.ndim != 4 or w.shape[2:] != (1, 1) or b.shape != (w.shape[0],):
+                raise FormatError("integer channel context has bad shapes")
+            if i and w.shape[1] != self.weights[i - 1].shape[0]:
+                raise FormatError("integer channel context layers do not chain")
+            if not 0 <= self.scale_bits[i] <= 40 or int(np.abs(w).max(initial=0)) >= WEIGHT_LIMIT:
+                raise FormatError("integer channel context weights out of range")
+            if w.shape[1] * ACT_LIMIT * WEIGHT_LIMIT + int(np.abs(b).max(initial=0)) >= EXACT_LIMIT:
+                raise FormatError("integer channel context sums could exceed 2^53")
+        if self.weights[-1].shape[0] % 2:
+            raise FormatError("integer channel context has bad shapes")
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs (Cin, P) in fixed point → Δmean (float64, exact) and Δln σ (fixed point) of the group."""
+        x = np.clip(x, -(ACT_LIMIT - 1), ACT_LIMIT - 1)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(self.as_float64):
+            acc = w @ x
+            acc += b[:, None]
+            if i < last:
+                x = np.clip(_shift_right(acc, self.scale_bits[i]), 0, ACT_LIMIT - 1)
+        half, k = acc.shape[0] // 2, self.scale_bits[last]
+        return acc[:half] / 2.0 ** (k + FRACTION), _shift_right(acc[half:], k)
+
+
+@dataclass
+class IntegerChannelContext:
+    """The channel-wise context (``model.ChannelContext``) in exact integer arithmetic, one network per group after the first.
+
+    Inputs, all with 8 fractional bits: the ŷ of the earlier groups at a position, and the
+    group's own mean and table ln σ there.  Outputs: Δmean (exact, added to the float32 mean
+    in float64, then rounded to float32) and Δln σ in fixed point, which picks the table;
+    the same scheme as ``IntegerContext``'s parameter layers.
+    """
+
+    groups: tuple[int, ...]
+    nets: list[IntegerGroupNetwork]
+
+    @staticmethod
+    def from_float(channel_context) -> IntegerChannelContext:
+        """Round a trained ``model.ChannelContext`` to integers."""
+        nets = []
+        for layers in channel_context.nets:
+            rounded = [_to_integers(conv.weight, conv.bias, FRACTION) for conv in layers]
+            net = IntegerGroupNetwork(*map(list, zip(*rounded, strict=True)))
+            net.validate()
+            nets.append(net)
+        return IntegerChannelContext(tuple(channel_context.groups), nets)
+
+    def to_float(self, channel_context) -> None:
+        """Set a ``model.ChannelContext``'s weights to this network's values (model files store only these)."""
+        for layers, net in zip(channel_context.nets, self.nets, strict=True):
+            for conv, w, b, S in zip(layers, net.weights, net.biases, net.scale_bits, strict=True):
+                _set(conv.weight, w.astype(np.float64) / 2.0**S)
+                _set(conv.bias, b.astype(np.float64) / 2.0 ** (S + FRACTION))
+
+    def tensors(self) -> dict:
+        out: dict = {}
+        for g, net in enumerate(self.nets, start=1):
+            out.update(net.tensors(f"{IntegerGroupNetwork.PREFIX}{g}"))
+        return out
+
+    @staticmethod
+    def from_tensors(tensors: dict, groups: tuple[int, ...]) -> IntegerChannelContext:
+        """Read and validate a model file's tensors for ``groups`` (``presets.channel_groups``)."""
+        nets = [IntegerGroupNetwork.from_tensors(tensors, f"{IntegerGroupNetwork.PREFIX}{g}") for g in range(1, len(groups))]
+        for g, net in enumerate(nets, start=1):
+            width = 2 * groups[g]
+            if net.weights[0].shape[1] != sum(groups[:g]) + width or net.weights[-1].shape[0] != width:
+                raise FormatError("integer channel context does not match its groups")
+        return IntegerChannelContext(tuple(groups), nets)
+
+    def __call__(self, group: int, before_q8: np.ndarray, mean: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """New mean (float32) and table index (uint8) of ``group`` (≥ 1) at P positions.
+
+        ``before_q8`` (channels of the earlier groups, P): their ŷ in fixed point
+        (``decoded_q8``); ``mean`` (float32) and ``index`` (uint8), (group's channels, P):
+        the estimates so far.  Runs in chunks of positions; being 1×1, the result does not
+        depend on them.
+        """
+        net = self.nets[group - 1]
+        new_mean = np.empty(mean.shape, np.float32)
+        new_index = np.empty(index.shape, np.uint8)
+        for start in range(0, mean.shape[1], POSITIONS_PER_PRODUCT):
+            part = slice(start, start + POSITIONS_PER_PRODUCT)
+            base_q8 = np.concatenate([mean_q8(mean[:, part]), index_log_scale_q8(index[:, part])])
+            x = np.concatenate([before_q8[:, part], base_q8]).astype(np.float64)
+            delta_mean, delta_q8 = net.forward(x)
+            new_mean[:, part] = (mean[:, part].astype(np.float64) + delta_mean).astype(np.float32)
+            new_index[:, part] = scale_index_from_q8(base_q8[mean.shape[0] :] + delta_q8.astype(np.int64))
+        return new_mean, new_index

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .density import FactorizedDensity, bound, gaussian_likelihood
 from .entropy import LOG_SCALE_HIGH, LOG_SCALE_LOW, LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES
 from .layout import CONTEXT_TAPS
-from .presets import Preset, context_width, hyper_widths
+from .presets import Preset, channel_groups, context_width, hyper_widths
 
 # Start of γ_raw's off-diagonal: γ = γ_raw² ≈ 1e-6, no visible change to the layer, but a
 # non-zero gradient (Adam scales the step, not the gradient, so the terms learn at full speed).
@@ -148,6 +148,41 @@ class CheckerboardContext(nn.Module):
         return delta_mean, delta_log_scale
 
 
+class ChannelContext(nn.Module):
+    """Decoded groups of y's channels → corrections to the next group's mean and log-scale (ELIC, He et al. 2022).
+
+    y's channels are coded in groups (``presets.channel_groups``), each group's anchors and
+    then its non-anchors after the groups before it.  At each position, a small network per
+    group (three 1×1 layers) sees the ŷ of every earlier group there and the group's own
+    mean and table ln σ so far, and refines them.  Being 1×1, one network serves both the
+    anchors' and the non-anchors' pass.  Exact integer arithmetic at coding time, like the
+    checkerboard context; each network's last layer starts at zero, so a checkerboard model
+    given this context codes exactly as before, then learns.
+    """
+
+    def __init__(self, M: int) -> None:
+        super().__init__()
+        self.groups = channel_groups(M)
+        self.nets = nn.ModuleList()
+        for g in range(1, len(self.groups)):
+            before, width = sum(self.groups[:g]), 2 * self.groups[g]
+            layers = nn.ModuleList([nn.Conv2d(before + width, width, 1), nn.Conv2d(width, width, 1), nn.Conv2d(width, width, 1)])
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+            self.nets.append(layers)
+
+    def forward(self, group: int, before: Tensor, mean: Tensor, log_scale: Tensor) -> tuple[Tensor, Tensor]:
+        """Δmean and Δlog-scale of ``group`` (≥ 1) from ``before`` (ŷ of the groups before it) and its estimates."""
+        x = torch.cat([before, mean, log_scale], dim=1)
+        layers = self.nets[group - 1]
+        for i, conv in enumerate(layers):
+            x = conv(x)
+            if i < len(layers) - 1:
+                x = F.relu(x)
+        delta_mean, delta_log_scale = x.chunk(2, dim=1)
+        return delta_mean, delta_log_scale
+
+
 def _round_ste(x: Tensor) -> Tensor:
     """Rounded values with the identity's gradient (straight-through)."""
     return x + (torch.round(x) - x).detach()
@@ -202,6 +237,8 @@ class AutoEncoder(nn.Module):
             self.density = FactorizedDensity(Q * preset.Nz)
             if self.checkerboard:
                 self.context = CheckerboardContext(M)
+            if self.preset.channel:
+                self.channel_context = ChannelContext(M)
         else:
             self.density = FactorizedDensity(Q * M)
 
@@ -289,18 +326,47 @@ class AutoEncoder(nn.Module):
     def with_context(self, y: Tensor, mean: Tensor, log_scale: Tensor, low_precision: bool = False) -> tuple[Tensor, Tensor]:
         """Mean and log-scale of every symbol: the hyperprior's at the anchors, refined by the context elsewhere.
 
-        The anchors' ŷ is formed as the decoder forms it, round(y − μ) + μ.  With
-        ``low_precision`` (training under bf16 autocast) the context's layers run in bf16
+        The anchors' ŷ is formed as the decoder forms it, round(y − μ) + μ.  With a
+        channel-wise context, each group's anchors are first refined from the groups before
+        (``with_channels``), and its non-anchors again after the checkerboard context.  With
+        ``low_precision`` (training under bf16 autocast) the contexts' layers run in bf16
         too; their outputs, and everything after them, are float32.
         """
         anchor = anchor_mask(y.shape[2], y.shape[3], y.device)
+        if self.preset.channel:
+            mean, log_scale = self.with_channels(y, mean, log_scale, anchor, low_precision)
         anchors = (mean + _round_ste(y - mean)) * anchor
         table = table_log_scale(log_scale)
         with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=low_precision):
             delta_mean, delta_log_scale = self.context(anchors, mean, table)
         mean = torch.where(anchor, mean, mean + delta_mean.float())
         log_scale = torch.where(anchor, log_scale, table + delta_log_scale.float())
+        if self.preset.channel:
+            mean, log_scale = self.with_channels(y, mean, log_scale, ~anchor, low_precision)
         return mean, log_scale
+
+    def with_channels(self, y: Tensor, mean: Tensor, log_scale: Tensor, where: Tensor, low_precision: bool) -> tuple[Tensor, Tensor]:
+        """One pass of the channel-wise context over the positions ``where``: group by group, each from the ŷ before it.
+
+        The networks are 1×1, so their outputs at ``where`` depend only on the inputs there,
+        where the earlier groups' ŷ is what the decoder has at that point.
+        """
+        means, log_scales, decoded = [], [], []
+        start = 0
+        for g, size in enumerate(self.channel_context.groups):
+            part = slice(start, start + size)
+            m, s = mean[:, part], log_scale[:, part]
+            if g > 0:
+                table = table_log_scale(s)
+                with torch.autocast(device_type=y.device.type, dtype=torch.bfloat16, enabled=low_precision):
+                    delta_mean, delta_log_scale = self.channel_context(g, torch.cat(decoded, dim=1), m, table)
+                m = torch.where(where, m + delta_mean.float(), m)
+                s = torch.where(where, table + delta_log_scale.float(), s)
+            decoded.append(m + _round_ste(y[:, part] - m))
+            means.append(m)
+            log_scales.append(s)
+            start += size
+        return torch.cat(means, dim=1), torch.cat(log_scales, dim=1)
 
     def free_gdn_cross_terms(self) -> int:
         """Unstick the cross-channel terms of every GDN layer (see ``GDN.free_cross_terms``); count the layers."""

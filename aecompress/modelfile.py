@@ -60,12 +60,8 @@ class LoadedModel:
     @property
     def parameter_count(self) -> int:
         """Weights and biases of every network, the integer-stored ones included."""
-        integer = sum(
-            w.size + b.size
-            for part in self.parts.values()
-            if hasattr(part, "weights")
-            for w, b in zip(part.weights, part.biases, strict=True)
-        )
+        networks = [net for part in self.parts.values() for net in getattr(part, "nets", [part]) if hasattr(net, "weights")]
+        integer = sum(w.size + b.size for net in networks for w, b in zip(net.weights, net.biases, strict=True))
         return sum(v.size for v in self.weights.values()) + integer
 
     @cached_property

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-ENTROPY_MODELS = ("factorized", "hyperprior", "checkerboard")
+ENTROPY_MODELS = ("factorized", "hyperprior", "checkerboard", "channel")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,9 @@ class Preset:
     M: int  # channels of the latent
     lambdas: tuple[float, ...]  # rate-distortion trade-off of each quality level
     name: str = "custom"
-    entropy: str = "factorized"  # "hyperprior" (mean-scale, Minnen et al. 2018), or "checkerboard" (that plus a context)
+    # "hyperprior" (mean-scale, Minnen et al. 2018), "checkerboard" (that plus a spatial context), or
+    # "channel" (that plus a channel-wise context over groups of y's channels)
+    entropy: str = "factorized"
     Nz: int = 0  # channels of the hyper-latent z (hyperprior only)
 
     def to_dict(self) -> dict:
@@ -49,11 +51,17 @@ class Preset:
     @property
     def hyperprior(self) -> bool:
         """True for every model with a hyper-latent z (the checkerboard ones too)."""
-        return self.entropy in ("hyperprior", "checkerboard")
+        return self.entropy in ("hyperprior", "checkerboard", "channel")
 
     @property
     def checkerboard(self) -> bool:
-        return self.entropy == "checkerboard"
+        """True for every model with the checkerboard context (the channel-wise ones too)."""
+        return self.entropy in ("checkerboard", "channel")
+
+    @property
+    def channel(self) -> bool:
+        """True for a model whose groups of y's channels are coded one after another, each predicting the next."""
+        return self.entropy == "channel"
 
     @property
     def coded_channels(self) -> int:
@@ -71,15 +79,36 @@ def context_width(M: int) -> int:
     return 2 * M
 
 
+def channel_groups(M: int) -> tuple[int, ...]:
+    """Sizes of the groups of y's channels a channel-wise context codes in turn: small first (ELIC's uneven groups).
+
+    The first channels carry most of the energy, so small early groups give every later
+    group a good prediction at little sequential cost: 16, 16, 32, 96 for M = 160.
+    """
+    first, third = M // 10, M // 5
+    return (first, first, third, M - 2 * first - third)
+
+
 def integer_shapes(preset: Preset) -> dict[str, list[tuple[int, ...]]]:
-    """Weight shapes of the networks a model file stores as integers: ``hyper`` (h_s) and ``context``."""
+    """Weight shapes of the networks a model file stores as integers: ``hyper`` (h_s), ``context``, and ``channel``.
+
+    ``channel`` lists, group after group from the second, the three 1×1 layers of each
+    group's network (its input: the groups before it, and its own mean and ln σ).
+    """
     M, Nz = preset.M, preset.Nz
     h1, h2 = hyper_widths(M)
     width = context_width(M)
-    return {
+    shapes = {
         "hyper": [(4 * h1, Nz, 3, 3), (4 * h2, h1, 3, 3), (2 * M, h2, 3, 3)],
         "context": [(M, M, 5, 5), (width, 3 * M, 1, 1), (width, width, 1, 1), (2 * M, width, 1, 1)],
     }
+    if preset.channel:
+        groups = channel_groups(M)
+        shapes["channel"] = []
+        for g in range(1, len(groups)):
+            before, size = sum(groups[:g]), groups[g]
+            shapes["channel"] += [(2 * size, before + 2 * size, 1, 1), (2 * size, 2 * size, 1, 1), (2 * size, 2 * size, 1, 1)]
+    return shapes
 
 
 def lambda_ladder(low: float, high: float, levels: int) -> tuple[float, ...]:
@@ -117,4 +146,10 @@ PRESETS: dict[str, Preset] = {
     "tiny-cb": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-cb", entropy="checkerboard", Nz=16),
     "small-cb": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-cb", entropy="checkerboard", Nz=64),
     "medium-cb": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-cb", entropy="checkerboard", Nz=64),
+    # The checkerboard presets plus a channel-wise context (He et al. 2022, ELIC): y's channels
+    # in groups of 16, 16, 32 and 96, each predicted from the ones before.  `--init default
+    # --preset small-cc` starts from the shipped model exactly (each group's last layer starts at zero).
+    "tiny-cc": Preset(N=16, M=32, lambdas=lambda_ladder(0.0035, 0.05, 4), name="tiny-cc", entropy="channel", Nz=16),
+    "small-cc": Preset(N=64, M=160, lambdas=WIDE_LAMBDAS, name="small-cc", entropy="channel", Nz=64),
+    "medium-cc": Preset(N=96, M=160, lambdas=WIDE_LAMBDAS, name="medium-cc", entropy="channel", Nz=64),
 }

@@ -9,7 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from aecompress.entropy import scale_index_from_q8
-from aecompress.integer import ACT_LIMIT, FRACTION, Y_LIMIT, Z_LIMIT, IntegerContext, IntegerHyperSynthesis, index_log_scale_q8, mean_q8
+from aecompress.integer import (
+    ACT_LIMIT,
+    FRACTION,
+    Y_LIMIT,
+    Z_LIMIT,
+    IntegerChannelContext,
+    IntegerContext,
+    IntegerHyperSynthesis,
+    index_log_scale_q8,
+    mean_q8,
+)
 
 
 def hyper_synthesis_reference(net: IntegerHyperSynthesis, z_hat: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +68,35 @@ def context_reference(net: IntegerContext, residual: np.ndarray, mean: np.ndarra
     new_mean = (np.asarray(mean, np.float32).astype(np.float64) + acc[:M] / 2.0 ** (k + FRACTION)).astype(np.float32)
     new_index = scale_index_from_q8(index_log_scale_q8(index) + _shift(acc[M:], k))
     return new_mean[:, ~anchor], new_index[:, ~anchor]
+
+
+def decoded_reference(residual: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """ŷ = residual + μ in fixed point (8 fractional bits, μ rounded half up), clamped to ±Y_LIMIT, int64."""
+    return (np.asarray(residual, np.int64) * 256 + mean_q8(mean)).clip(-Y_LIMIT, Y_LIMIT)
+
+
+def channel_reference(
+    net: IntegerChannelContext, group: int, before_q8: np.ndarray, mean: np.ndarray, index: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``net(group, before_q8, mean, index)``: the group's new means (float32) and table indices, all P positions at once.
+
+    The group's network (three 1×1 layers) reads, at each position, the earlier groups'
+    ŷ, the group's mean and its table ln σ (8 fractional bits each, clamped to
+    ±(ACT_LIMIT − 1)); hidden layers are shifted back to 8 fractional bits and clamped to
+    [0, ACT_LIMIT); the last layer's first half is Δmean, its second half Δln σ.
+    """
+    layers = net.nets[group - 1]
+    own_log_scale = index_log_scale_q8(index)
+    x = np.concatenate([np.asarray(before_q8, np.int64), mean_q8(mean), own_log_scale]).clip(-(ACT_LIMIT - 1), ACT_LIMIT - 1)
+    for i, (w, b) in enumerate(zip(layers.weights, layers.biases, strict=True)):
+        acc = np.einsum("oc,cp->op", w[:, :, 0, 0].astype(np.int64), x) + b.astype(np.int64)[:, None]
+        if i < 2:
+            x = _shift(acc, layers.scale_bits[i]).clip(0, ACT_LIMIT - 1)
+    C, k = mean.shape[0], layers.scale_bits[2]
+    assert acc.shape[0] == 2 * C and int(np.abs(acc).max(initial=0)) < 2**53  # Δmean below is exact
+    new_mean = (np.asarray(mean, np.float32).astype(np.float64) + acc[:C].astype(np.float64) / 2.0 ** (k + FRACTION)).astype(np.float32)
+    new_index = scale_index_from_q8(own_log_scale + _shift(acc[C:], k))
+    return new_mean, new_index
 
 
 def _shift(acc: np.ndarray, k: int) -> np.ndarray:

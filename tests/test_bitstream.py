@@ -69,7 +69,7 @@ def test_layout_matches_the_spec():
     data = pack(header, b"xyz")
     assert len(data) == OVERHEAD + 3
     assert data[:4] == MAGIC and data[4] == 1  # factorized payloads keep version 1
-    assert pack(Header("0123456789abcdef", 640, 480, 3, 5, 0, version=VERSION), b"xyz")[4] == VERSION == 3
+    assert pack(Header("0123456789abcdef", 640, 480, 3, 5, 0, version=VERSION), b"xyz")[4] == VERSION == 4
     assert data[5:13] == bytes.fromhex("0123456789abcdef")
     assert struct.unpack(">II", data[13:21]) == (640, 480)
     assert tuple(data[21:24]) == (3, 5, 0)
@@ -246,7 +246,7 @@ def test_random_payload_damage_behind_a_valid_crc_never_crashes(tiny_codec, real
         ({"flags": 0x80}, "flags"),
         ({"flags": 0xFF}, "flags"),
         ({"version": 0}, "version"),
-        ({"version": 4}, "version"),
+        ({"version": 5}, "version"),
         ({"version": 255}, "version"),
         ({"length": 2**32 - 1}, "truncated"),
         ({"length": 1000}, "truncated"),

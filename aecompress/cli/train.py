@@ -225,7 +225,8 @@ def _run_training(cfg, init: str | None) -> str:
 @click.option(
     "--preset",
     help="Architecture: small-hp (default: hyperprior, CPU-sized), medium-hp (1.5x its channels), base-hp (GPU), "
-    "tiny-hp (tests); small-cb, medium-cb, tiny-cb (the same with a checkerboard context); or small/base/tiny "
+    "tiny-hp (tests); small-cb, medium-cb, tiny-cb (the same with a checkerboard context); small-cc, medium-cc, "
+    "tiny-cc (that plus a channel-wise context); or small/base/tiny "
     "(factorized prior). With --init: the init model's, unless given (then matching weights are copied, a narrower "
     "model of the same latent is grown, and a context starts silent: --init default --preset medium-cb).",
 )

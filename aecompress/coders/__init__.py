@@ -6,14 +6,16 @@ A new kind is one module with a ``LatentCoder`` subclass and one entry in ``CODE
 from __future__ import annotations
 
 from .base import LatentCoder
+from .channel import ChannelCoder
 from .checkerboard import CheckerboardCoder
 from .factorized import FactorizedCoder
 from .hyperprior import HyperpriorCoder
 
-CODERS: dict[str, type[LatentCoder]] = {c.entropy: c for c in (FactorizedCoder, HyperpriorCoder, CheckerboardCoder)}
+CODERS: dict[str, type[LatentCoder]] = {c.entropy: c for c in (FactorizedCoder, HyperpriorCoder, CheckerboardCoder, ChannelCoder)}
 
 __all__ = [
     "CODERS",
+    "ChannelCoder",
     "CheckerboardCoder",
     "FactorizedCoder",
     "HyperpriorCoder",

@@ -253,12 +253,15 @@ def _network(preset: Preset, init: str | None, init_model, main: bool, log: Call
         return net
     copied = net.load_transforms(init_model.net)
     adds_context = net.checkerboard and not init_model.net.checkerboard and init_model.net.hyperprior
+    adds_channels = net.preset.channel and not init_model.net.preset.channel and init_model.net.checkerboard
     if main and net.can_grow_from(init_model.net):
         log(f"grew {init} from N={init_model.net.preset.N} to N={preset.N} channels: the new ones start silent")
-    elif main and len(copied) < len(net.state_dict()) and not adds_context:
+    elif main and len(copied) < len(net.state_dict()) and not (adds_context or adds_channels):
         log(f"initialized {len(copied)} of {len(net.state_dict())} tensors from {init} (the rest start fresh)")
     if main and adds_context:
         log(f"added a checkerboard context to {init}: it starts silent (the model codes as before), then learns")
+    if main and adds_channels:
+        log(f"added a channel-wise context to {init}: it starts silent (the model codes as before), then learns")
     freed = net.free_gdn_cross_terms()
     if main and freed:
         log(

@@ -1,9 +1,10 @@
-"""Make the golden files of tests/test_hyperprior.py and tests/test_context.py (run once; the result is committed).
+"""Make the golden files of tests/test_hyperprior.py, tests/test_context.py and tests/test_channel.py (run once; committed).
 
     python tests/golden/make_golden.py                 # golden-*: the hyperprior (format 2)
     python tests/golden/make_golden.py --checkerboard  # golden-cb-*: the checkerboard context (format 3)
+    python tests/golden/make_golden.py --channel       # golden-cc-*: the channel-wise context too (format 4)
 
-Trains a tiny hyperprior model through the CLI (a few seconds), encodes a crop of a
+Trains a tiny model of that kind through the CLI (a few seconds), encodes a crop of a
 sample photo at every quality, and records what decoding must give on any machine:
 the SHA-256 of the decoded integers (ẑ, table indices, residuals) and the decoded
 pixels (kept as PNGs; another CPU may differ by ±1 in the float synthesis).
@@ -37,8 +38,12 @@ def symbols_digest(symbols: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def main(checkerboard: bool = False) -> None:
-    prefix = "golden-cb" if checkerboard else "golden"
+# The files' prefix and the preset trained, by command-line flag (none: the hyperprior).
+KINDS = {"": ("golden", "tiny-hp"), "--checkerboard": ("golden-cb", "tiny-cb"), "--channel": ("golden-cc", "tiny-cc")}
+
+
+def main(checkerboard: bool = False, channel: bool = False) -> None:
+    prefix, preset = KINDS["--channel" if channel else "--checkerboard" if checkerboard else ""]
     model_path = HERE / f"{prefix}-model.safetensors"
     subprocess.run(
         [
@@ -51,7 +56,7 @@ def main(checkerboard: bool = False) -> None:
             str(model_path),
             "-f",
             "--preset",
-            "tiny-cb" if checkerboard else "tiny-hp",
+            preset,
             "--steps",
             "150",
             "--batch-size",
@@ -84,4 +89,4 @@ def main(checkerboard: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(checkerboard="--checkerboard" in sys.argv[1:])
+    main(checkerboard="--checkerboard" in sys.argv[1:], channel="--channel" in sys.argv[1:])
