@@ -92,6 +92,30 @@ def assert_one_line_failure(proc: subprocess.CompletedProcess, code: int = 1) ->
     return lines[0]
 
 
+def check_damaged_payload(codec, seed: bytes, data, versions: list[int]) -> None:
+    """Decode a hypothesis-drawn damaged or random payload behind a valid header and CRC: a picture of the header's size, or a one-line DecodeError.
+
+    ``seed`` is a real file of ``codec``'s; ``data`` is hypothesis's ``st.data()``.
+    """
+    from hypothesis import strategies as st
+
+    from aecompress import Codec, DecodeError
+    from aecompress.bitstream import HEADER_SIZE, Header, pack
+
+    w, h = data.draw(st.integers(1, 200)), data.draw(st.integers(1, 200))
+    payload = data.draw(st.one_of(st.binary(max_size=600), st.just(seed[HEADER_SIZE:-4])))
+    if data.draw(st.booleans()) and payload:
+        cut = data.draw(st.integers(0, len(payload) - 1))
+        payload = payload[:cut] + bytes([payload[cut] ^ 0x10]) + payload[cut + 1 :]
+    header = Header(codec.model.model_id, w, h, 3, data.draw(st.integers(1, 4)), 0, data.draw(st.sampled_from(versions)))
+    try:
+        picture = Codec(codec.model, max_pixels=1 << 20).decode(pack(header, payload)).picture
+    except DecodeError as exc:
+        assert "\n" not in str(exc) and str(exc)
+    else:
+        assert picture.width == w and picture.height == h
+
+
 def across_thread_counts(fn, counts=(1, 2, 3)) -> list:
     """``fn()`` under each torch thread count in turn (the count is restored after): for determinism tests."""
     import torch

@@ -9,15 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_DATA, across_thread_counts, assert_one_line_failure, gradient, read_pixels, run, save_image
+from conftest import (
+    SAMPLE_DATA,
+    across_thread_counts,
+    assert_one_line_failure,
+    check_damaged_payload,
+    gradient,
+    read_pixels,
+    run,
+    save_image,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from reference_integer import channel_reference, decoded_reference
 
 import aecompress.integer
-from aecompress import Codec, DecodeError, load_model
-from aecompress.bitstream import HEADER_SIZE, Header, pack, unpack
+from aecompress import Codec, load_model
+from aecompress.bitstream import unpack
 from aecompress.coders import ChannelCoder
 from aecompress.entropy import LOG_SCALE_MIN_Q8, LOG_SCALE_STEP_Q8, SCALES, FormatError, scale_index_from_q8
 from aecompress.images import from_pil
@@ -331,18 +340,7 @@ def test_tiling_and_threads_change_nothing(cc_model):
 def test_fuzz_garbage_behind_a_valid_crc(cc_codec, data):
     """Damage reaches the range decoder of all eight passes: a picture or a one-line DecodeError."""
     seed = cc_codec.encode(_picture(40, 24), 2, reconstruct=False).data
-    w, h = data.draw(st.integers(1, 200)), data.draw(st.integers(1, 200))
-    payload = data.draw(st.one_of(st.binary(max_size=600), st.just(seed[HEADER_SIZE:-4])))
-    if data.draw(st.booleans()) and payload:
-        cut = data.draw(st.integers(0, len(payload) - 1))
-        payload = payload[:cut] + bytes([payload[cut] ^ 0x10]) + payload[cut + 1 :]
-    header = Header(cc_codec.model.model_id, w, h, 3, data.draw(st.integers(1, 4)), 0, data.draw(st.sampled_from([3, 4])))
-    try:
-        picture = Codec(cc_codec.model, max_pixels=1 << 20).decode(pack(header, payload)).picture
-    except DecodeError as exc:
-        assert "\n" not in str(exc) and str(exc)
-    else:
-        assert picture.width == w and picture.height == h
+    check_damaged_payload(cc_codec, seed, data, [3, 4])
 
 
 # ---------------------------------------------------------------- model files and the CLI
