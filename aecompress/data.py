@@ -113,7 +113,12 @@ class PatchSampler:
         return sum(im.numel() for im in self.images)
 
     def _skip(self, path: Path, exc: Exception) -> None:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        from PIL import UnidentifiedImageError
+
+        if isinstance(exc, UnidentifiedImageError):  # in the words encode and eval use
+            reason = "not an image file (or a format Pillow cannot read)"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         self.skipped.append((path, reason))
         warnings.warn(f"skipping {path}: {reason}", stacklevel=3)
 

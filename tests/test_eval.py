@@ -213,3 +213,13 @@ def test_eval_codes_the_models_files_at_the_effort_asked(tmp_path):
         assert data["points"][0]["psnr"] == pytest.approx(encoded["psnr"], abs=1e-3)
     table = run("eval", crop.parent, "--baselines", "", "--no-ms-ssim", "--qualities", "8", "-e", "1").stdout.decode()
     assert "encoder effort 1" in table.splitlines()[0]
+
+
+def test_a_missing_path_is_worded_alike_by_every_command(tiny_model, tmp_path):
+    missing = tmp_path / "nosuch.png"
+    lines = {cmd: assert_one_line_failure(run(cmd, "-m", tiny_model, missing)) for cmd in ("encode", "eval")}
+    lines["decode"] = assert_one_line_failure(run("decode", tmp_path / "nosuch.aec"))
+    lines["info"] = assert_one_line_failure(run("info", missing))
+    assert lines["info"] == lines["encode"] == lines["eval"] == f"aecompress: {missing}: no such file", lines
+    assert lines["decode"] == f"aecompress: {tmp_path / 'nosuch.aec'}: no such file"
+    assert assert_one_line_failure(run("info", tmp_path)) == f"aecompress: {tmp_path}: is a directory"

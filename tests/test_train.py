@@ -192,7 +192,8 @@ def test_broken_files_in_the_data_are_skipped(data_dir, tmp_path):
     assert "Traceback" not in stderr
     assert re.search(r"skipped 2 unreadable file", stderr), stderr
     for name in ("broken.jpg", "notes.png"):  # each named
-        assert re.search(rf"^aecompress: warning: .*{name}: skipped: ", stderr, re.MULTILINE), stderr
+        assert re.search(rf"^aecompress: warning: .*{name}: .+; skipped$", stderr, re.MULTILINE), stderr
+    assert f"{d / 'notes.png'}: not an image file (or a format Pillow cannot read); skipped" in stderr  # as encode and eval word it
     assert info(out)["training"]["images"] == 4
 
 
@@ -213,7 +214,8 @@ def test_no_usable_images_is_a_one_line_error(tmp_path, what):
     assert len(errors) == 1, stderr
     if what == "only broken files":  # each unreadable file is named before the one error line
         warnings = [line for line in err_lines(proc) if line.startswith("aecompress: warning:")]
-        assert [w.split(": skipped: ")[0].rsplit("/", 1)[-1] for w in warnings] == ["a.png", "b.jpg"], stderr
+        assert [w.rsplit(": ", 1)[0].rsplit("/", 1)[-1].split(":")[0] for w in warnings] == ["a.png", "b.jpg"], stderr
+        assert all(w.endswith("; skipped") for w in warnings), stderr
         assert err_lines(proc)[-1] == errors[0] and "none of the 2 image files" in errors[0]
     assert not out.exists()
 

@@ -11,7 +11,7 @@ import click
 from .. import __version__, store
 from ..bitstream import MAGIC
 from .app import CliError, main
-from .io import display, load_model, read_input
+from .io import display, fail_input, load_model, read_input
 
 
 @main.command()
@@ -36,9 +36,9 @@ def _describe(file: str) -> tuple[dict, list[str]]:
     if file != "-":
         path = Path(file)
         if path.is_dir():
-            raise CliError(f"{file}: is a directory")
+            fail_input(file, "is a directory")
         if not path.exists():
-            raise CliError(f"{file}: no such file")
+            fail_input(file, "no such file")
         first = head(path)
         if first[:4] != MAGIC:
             state = training_checkpoint(path)

@@ -308,11 +308,13 @@ def train(data_dir, output, force, time_budget, checkpoint_every, lambdas, downs
 
     A progress bar shows loss, bpp and PSNR (plain lines when stderr is a file or a
     pipe); checkpoints are written every few minutes; Ctrl-C saves a checkpoint and
-    the model, then exits 0 (continue with --resume MODEL.ckpt alone: the run goes on
-    to the --steps or --time-budget it was started with).  A finished run removes its
-    checkpoint and ends with one line: its steps, its time, and the model's bpp and
-    PSNR on patches it did not train on.  The model file has its entropy tables built
-    in: it is ready for `encode`.
+    the model, then exits 0 and prints the command that continues the run (DIR, -o and
+    --resume MODEL.ckpt: the run goes on to the --steps or --time-budget it was started
+    with).  A finished run removes its checkpoint and ends with a summary line: its
+    steps, its time, and the model's bpp and PSNR at the middle quality on held-out
+    patches (on training patches for a folder of under 20 images, and it says so),
+    with a warning if the model is far from usable.  The model file has its entropy
+    tables built in: it is ready for `encode`.
     """
     from ..training.config import resolve
 

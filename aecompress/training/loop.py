@@ -241,7 +241,7 @@ def _data(cfg: TrainConfig, ddp: Distributed, log: Callable[[str], None], warn: 
 
 def _name_skipped(skipped: list[tuple[Path, str]], warn: Callable[[str], None]) -> None:
     for path, reason in skipped[:NAMED_AT_MOST]:
-        warn(f"{path}: skipped: {reason}")
+        warn(f"{path}: {reason}; skipped")
     if len(skipped) > NAMED_AT_MOST:
         warn(f"… and {len(skipped) - NAMED_AT_MOST} more unreadable files")
 
