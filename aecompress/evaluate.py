@@ -312,6 +312,9 @@ def _direct_lines(ev: Evaluation, model: str, width: int) -> list[str]:
             used = bd_rate(ev.curve(name), ev.curve(model), min_psnr=USED_PSNR)
             lines.append(f"  vs {name:<{width}} {_fmt_pct(full):>10} {_fmt_pct(used):>10}")
     lines.append(f"  top quality q{top.setting:g}: {top.psnr:.2f} dB at {top.bpp:.3f} bpp")
+    lowest = min(psnr for _, psnr in ev.curve(model))
+    if lowest >= USED_PSNR:
+        lines.append(f"  (its lowest quality is already at {lowest:.2f} dB: both columns cover the same range)")
     return lines
 
 

@@ -223,3 +223,16 @@ def test_a_missing_path_is_worded_alike_by_every_command(tiny_model, tmp_path):
     assert lines["info"] == lines["encode"] == lines["eval"] == f"aecompress: {missing}: no such file", lines
     assert lines["decode"] == f"aecompress: {tmp_path / 'nosuch.aec'}: no such file"
     assert assert_one_line_failure(run("info", tmp_path)) == f"aecompress: {tmp_path}: is a directory"
+
+
+def test_the_table_says_when_both_bd_columns_cover_the_same_range():
+    from aecompress.evaluate import Evaluation, Point, format_table
+
+    def curve(codec: str, psnrs: list[float]) -> list[Point]:
+        return [Point(codec, i + 1, 0.1 * 1.6**i, p, None, 1.0, 1.0, 2) for i, p in enumerate(psnrs)]
+
+    high = Evaluation(["a.png"], curve("aecompress", [30, 32, 34, 36]) + curve("webp", [27, 29, 31, 33, 35]), {"aecompress": "0" * 16})
+    table = format_table(high)
+    assert "(its lowest quality is already at 30.00 dB: both columns cover the same range)" in table
+    low = Evaluation(["a.png"], curve("aecompress", [24, 27, 30, 33]) + curve("webp", [25, 28, 31, 34]), {"aecompress": "0" * 16})
+    assert "both columns cover the same range" not in format_table(low)
