@@ -92,6 +92,35 @@ def assert_one_line_failure(proc: subprocess.CompletedProcess, code: int = 1) ->
     return lines[0]
 
 
+def check_golden_files(record_name: str, version: int):
+    """Decode the committed golden files of ``tests/golden/<record_name>``: container ``version``, the recorded symbols exactly, pixels ±1.
+
+    Encoded once and committed, so whatever CPU runs this checks the cross-machine promise.
+    Returns the golden model's ``Codec`` and the record.
+    """
+    import importlib.util
+    import json
+
+    from aecompress import Codec, load_model
+
+    golden = Path(__file__).parent / "golden"
+    spec = importlib.util.spec_from_file_location("make_golden", golden / "make_golden.py")
+    make_golden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_golden)
+    record = json.loads((golden / record_name).read_text())
+    codec = Codec(load_model(golden / record["model"]))
+    for entry in record["files"]:
+        data = (golden / entry["aec"]).read_bytes()
+        assert data[4] == version, entry["aec"]
+        assert make_golden.symbols_digest(codec.decode_symbols(data)) == entry["symbols_sha256"], entry["aec"]
+        decoded = codec.decode(data).picture.rgb().astype(np.int16)
+        with Image.open(golden / entry["png"]) as im:
+            expected = np.asarray(im.convert("RGB")).astype(np.int16)
+        assert decoded.shape == expected.shape, entry["aec"]
+        assert int(np.abs(decoded - expected).max()) <= 1, entry["aec"]
+    return codec, record
+
+
 def check_damaged_payload(codec, seed: bytes, data, versions: list[int]) -> None:
     """Decode a hypothesis-drawn damaged or random payload behind a valid header and CRC: a picture of the header's size, or a one-line DecodeError.
 

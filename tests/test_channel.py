@@ -14,6 +14,7 @@ from conftest import (
     across_thread_counts,
     assert_one_line_failure,
     check_damaged_payload,
+    check_golden_files,
     gradient,
     read_pixels,
     run,
@@ -424,22 +425,7 @@ def test_cli_adds_a_channel_context_to_a_checkerboard_model_and_codes_with_it(tm
 
 def test_golden_channel_files_decode_to_the_recorded_symbols_and_pixels():
     """Encoded once and committed: whatever CPU runs this, the symbols are identical, pixels ±1."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    record = json.loads((GOLDEN / "golden-cc.json").read_text())
-    codec = Codec(load_model(GOLDEN / record["model"]))
+    codec, record = check_golden_files("golden-cc.json", version=4)
     assert codec.net.preset.channel
     assert all(net.weights[-1].any() for net in codec.model.parts["channel"].nets)  # the files exercise every group's network
     assert len(record["files"]) == codec.model.qualities
-    for entry in record["files"]:
-        data = (GOLDEN / entry["aec"]).read_bytes()
-        assert data[4] == 4
-        assert module.symbols_digest(codec.decode_symbols(data)) == entry["symbols_sha256"], entry["aec"]
-        decoded = codec.decode(data).picture.rgb().astype(np.int16)
-        with Image.open(GOLDEN / entry["png"]) as im:
-            expected = np.asarray(im.convert("RGB")).astype(np.int16)
-        assert decoded.shape == expected.shape
-        assert int(np.abs(decoded - expected).max()) <= 1, entry["aec"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE_DATA, across_thread_counts, assert_one_line_failure, check_damaged_payload, gradient, run
+from conftest import SAMPLE_DATA, across_thread_counts, assert_one_line_failure, check_damaged_payload, check_golden_files, gradient, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -310,19 +310,5 @@ def test_context_weights_are_stored_as_int16_and_float_ones_are_refused(tmp_path
 
 def test_golden_checkerboard_files_decode_to_the_recorded_symbols_and_pixels():
     """Encoded once and committed: whatever CPU runs this, the symbols are identical, pixels ±1."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_golden", GOLDEN / "make_golden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    record = json.loads((GOLDEN / "golden-cb.json").read_text())
-    codec = Codec(load_model(GOLDEN / record["model"]))
+    codec, _ = check_golden_files("golden-cb.json", version=3)
     assert codec.net.checkerboard
-    for entry in record["files"]:
-        data = (GOLDEN / entry["aec"]).read_bytes()
-        assert data[4] == 3
-        assert module.symbols_digest(codec.decode_symbols(data)) == entry["symbols_sha256"], entry["aec"]
-        decoded = codec.decode(data).picture.rgb().astype(np.int16)
-        with Image.open(GOLDEN / entry["png"]) as im:
-            expected = np.asarray(im.convert("RGB")).astype(np.int16)
-        assert int(np.abs(decoded - expected).max()) <= 1, entry["aec"]
