@@ -1,6 +1,8 @@
-"""What this CPU can do, from its flags: bf16 instructions, AMX tiles (no torch needed)."""
+"""What this CPU can do, from its flags: bf16 instructions, AMX tiles, and how many cores we may use (no torch needed)."""
 
 from __future__ import annotations
+
+import os
 
 
 def cpu_flags() -> set[str]:
@@ -23,3 +25,11 @@ def cpu_has_native_bf16() -> bool:
 def cpu_has_amx_bf16() -> bool:
     """True on CPUs with AMX-BF16 tiles: only there does bf16 inference beat fp32 (with AVX512-BF16 alone it is slower)."""
     return "amx_bf16" in cpu_flags()
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: `taskset` and container limits shrink it below os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

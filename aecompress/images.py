@@ -53,11 +53,15 @@ class Picture:
     def mode(self) -> str:
         return {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[self.channels]
 
+    def pixels(self) -> np.ndarray:
+        """Colour and alpha together, (H, W, channels)."""
+        if self.alpha is None:
+            return self.color
+        return np.concatenate([self.color, self.alpha[:, :, None]], axis=2)
+
     def to_pil(self) -> Image.Image:
-        planes = [self.color[:, :, c] for c in range(self.color.shape[2])]
-        if self.alpha is not None:
-            planes.append(self.alpha)
-        return Image.fromarray(np.ascontiguousarray(np.stack(planes, axis=2)) if len(planes) > 1 else planes[0], self.mode)
+        pixels = self.pixels()
+        return Image.fromarray(np.ascontiguousarray(pixels) if pixels.shape[2] > 1 else pixels[:, :, 0], self.mode)
 
     def rgb(self) -> np.ndarray:
         """Colour as (H, W, 3): grayscale is replicated."""
@@ -202,6 +206,10 @@ def format_for(suffix: str) -> str:
 def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     """Picture → bytes of an image file in Pillow format ``fmt`` (lossless where the format is)."""
     notes = []
+    if fmt == "PNG":
+        from .png import write_png
+
+        return write_png(picture.pixels(), workers=_cores()), notes
     im = picture.to_pil()
     if fmt in _NO_ALPHA and picture.alpha is not None:
         notes.append(f"{fmt} has no alpha channel: alpha dropped")
@@ -210,6 +218,14 @@ def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue(), notes
+
+
+def _cores() -> int:
+    """Threads for PNG compression: the command line's --threads, else the cores this process may use."""
+    from .cpu import usable_cores
+    from .engine import settings
+
+    return settings.threads or usable_cores()
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".gif", ".tga"}

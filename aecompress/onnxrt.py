@@ -21,12 +21,12 @@ docs/FORMAT.md); the symbols a file decodes to never depend on the engine.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .cpu import usable_cores
 from .entropy import write_varint
 
 if TYPE_CHECKING:
@@ -196,14 +196,6 @@ def hyper_analysis_graph(weights: dict[str, np.ndarray], M: int, Nz: int) -> byt
     return g.model("hyper_analysis", Nz)
 
 
-def _usable_cores() -> int:
-    """Cores this process may run on (`taskset` shrinks it), as torch counts them by default."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class OnnxTransforms:
     """The model's transforms on ONNX Runtime (float32), each graph built and loaded on first use."""
 
@@ -221,7 +213,7 @@ class OnnxTransforms:
 
             preset, weights = self.model.preset, self.model.weights
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = self.threads or _usable_cores()
+            options.intra_op_num_threads = self.threads or usable_cores()
             options.inter_op_num_threads = 1
             options.add_session_config_entry("session.set_denormal_as_zero", "1")
             options.log_severity_level = 3

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 
-from ..cpu import cpu_has_native_bf16
+from ..cpu import cpu_has_native_bf16, usable_cores
 from .config import TrainingError
-
-
-def usable_cores() -> int:
-    """Cores this process may run on: `taskset` and container limits shrink it below os.cpu_count()."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def prepare(threads: int | None, warn: Callable[[str], None]) -> None:
