@@ -23,7 +23,7 @@ from . import bitstream, store
 from .bitstream import ContainerError, Header
 from .coders import LatentCoder, coder_class
 from .cpu import cpu_has_amx_bf16
-from .engine import large_images_on_torch, transforms_for
+from .engine import transforms_for
 from .entropy import FormatError, StreamDecoder, StreamEncoder, SymbolCoder, read_varint, write_varint
 from .images import DEFAULT_MAX_PIXELS, Picture, from_pil, read_image
 from .layout import DOWNSAMPLING
@@ -33,15 +33,15 @@ from .quality import EFFORT_STEPS, MAX_EFFORT, STEPS, format_quality, fraction_o
 from .transforms import Transforms
 
 _LUMA = np.array([0.299, 0.587, 0.114])
-# Transforms run on tiles of TILE×TILE pixels with MARGIN pixels of context on each side
-# (the analysis transform's receptive field is 61 pixels), so memory is bounded and
-# tiles join without seams.  Images up to TILE on a side are one tile.
+# Transforms run on tiles of TILE×TILE pixels with MARGIN pixels of context on each side,
+# so memory is bounded and tiles join without seams: a latent depends on the pixels within
+# ±30 of its centre (four 5×5 stride-2 convolutions), a pixel on the latents within ±1.9
+# rows and columns, so 32 pixels (2 latents) cover both.  Images up to TILE on a side are one tile.
 TILE = 1024
-MARGIN = 64
+MARGIN = 32
 # precision "auto": bf16 analysis from this size on, on AMX CPUs.  There bf16 runs g_a 6–7×
 # faster; at about 0.2 s per megapixel saved, it pays for torch's 1–2 s import from here.
 AUTO_BF16_PIXELS = 8_000_000
-LARGE_IMAGE_PIXELS = 4_000_000  # above this the torch engine codes the image (``Codec._transforms_for``)
 
 
 class DecodeError(ValueError):
@@ -170,7 +170,6 @@ class Codec:
         self.precision = precision
         self.model = model
         self.transforms = transforms if transforms is not None else transforms_for(model, "fp32" if precision == "auto" else precision)
-        self._for_large = transforms is None and large_images_on_torch(self.transforms)  # see ``_transforms_for``
         self._torch: dict[str, Transforms] = {}  # torch engines by precision, built on first use
         self.max_pixels = max_pixels
         self.latent_coder: LatentCoder = coder_class(model.preset.entropy)(model)
@@ -269,7 +268,7 @@ class Codec:
         rgb = torch.from_numpy(analysis.picture.rgb().copy()).permute(2, 0, 1).float().div_(255.0)
         low_precision = self.precision == "bf16" or cpu_has_native_bf16()  # the encoder's choice: decoding stays exact
         y = analysis.features * gain
-        z_hat = self.latent_coder.hyper_latent(y, self._hyper_analysis(analysis.picture))
+        z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
         refined = refine_latent(self.net, rgb, torch.from_numpy(y), torch.from_numpy(z_hat), goal, steps, low_precision).numpy()
         return Analysis(analysis.picture, refined / gain, analysis.seconds + time.perf_counter() - t0, z_hat, hundredths)
 
@@ -294,7 +293,7 @@ class Codec:
         if analysis.hyper_hundredths == hundredths:  # a refined latent's own ẑ
             z_hat = analysis.hyper_latent
         else:
-            z_hat = self.latent_coder.hyper_latent(y, self._hyper_analysis(picture))
+            z_hat = self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis)
         latents = self.latent_coder.quantize(y, level, z_hat)  # in place: memory for huge images
         t1 = time.perf_counter()
         stream = StreamEncoder()
@@ -343,7 +342,7 @@ class Codec:
         gain, inverse_gain = self.model.gains(level - 1, fraction / STEPS)
         y = self.analyze(picture).features * gain[None, :, None, None]
         _check_latent(y)
-        latents = self.latent_coder.quantize(y, level, self.latent_coder.hyper_latent(y, self._hyper_analysis(picture)))
+        latents = self.latent_coder.quantize(y, level, self.latent_coder.hyper_latent(y, self.transforms.hyper_analysis))
         bits = self.latent_coder.bit_map(latents, level)
         y = self.latent_coder.dequantize(latents)
         return RateMap(bits, float(bits.sum()), self._reconstruct(y, inverse_gain, picture))
@@ -420,19 +419,6 @@ class Codec:
                 )
                 yield inner, outer
 
-    def _transforms_for(self, pixels: int) -> Transforms:
-        """The engine of an image of ``pixels`` (its analysis, hyper-analysis and synthesis alike).
-
-        ONNX Runtime by default; torch for images above ``LARGE_IMAGE_PIXELS`` when the engine
-        was left to choose: there ONNX Runtime's memory arenas held 1.9 GB for a 24 MP encode
-        (torch 1.1 GB), and without arenas it ran 1.5× slower, while torch's import is a small
-        part of such an image's time.  The rule depends on the image alone, so an encoder's
-        reconstruction is what a decoder on the same machine will produce.
-        """
-        if not self._for_large or pixels <= LARGE_IMAGE_PIXELS:
-            return self.transforms
-        return self._torch_transforms("fp32")
-
     def _torch_transforms(self, precision: str) -> Transforms:
         if precision not in self._torch:
             from .engine import prepare_torch
@@ -445,11 +431,8 @@ class Codec:
     def _analysis_transforms(self, pixels: int) -> Transforms:
         """What runs g_a on an image of ``pixels``: bf16 torch where ``precision`` "auto" says so (see ``__init__``)."""
         if self.precision != "auto" or pixels < AUTO_BF16_PIXELS or not cpu_has_amx_bf16():
-            return self._transforms_for(pixels)
+            return self.transforms
         return self._torch_transforms("bf16")
-
-    def _hyper_analysis(self, picture: Picture):
-        return self._transforms_for(picture.width * picture.height).hyper_analysis
 
     def _analyze(self, rgb: np.ndarray) -> np.ndarray:
         """Analysis transform g_a of a uint8 (H, W, 3) image, tile by tile with overlap (no gain yet).
@@ -462,27 +445,33 @@ class Codec:
         h, w = -(-H // DOWNSAMPLING), -(-W // DOWNSAMPLING)
         y = np.empty((1, self.model.preset.M, h, w), np.float32)
         s = DOWNSAMPLING
-        for (ci, cj), (oi, oj) in self._tiles(h, w):
+        tiles = list(self._tiles(h, w))
+        for (ci, cj), (oi, oj) in tiles:
             rows = np.minimum(np.arange(oi.start * s, oi.stop * s), H - 1)
             cols = np.minimum(np.arange(oj.start * s, oj.stop * s), W - 1)
             x = rgb[rows[:, None], cols[None, :]].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255)
             out = transforms.analysis(x)
             y[:, :, ci, cj] = out[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
+        if len(tiles) > 1:
+            transforms.release()  # the coding that follows needs the memory more (24 MP: 1.47 → ? GB)
         return y
 
     def _synthesize(self, y: np.ndarray, inverse_gain: np.ndarray, H: int, W: int) -> np.ndarray:
         """Synthesis transform of ŷ · inverse gain (M,) to a uint8 (H, W, 3) image, tile by tile with overlap."""
         out = np.empty((H, W, 3), np.uint8)
         s = DOWNSAMPLING
-        transforms = self._transforms_for(H * W)
+        transforms = self.transforms
         inverse_gain = inverse_gain[None, :, None, None]
-        for (ci, cj), (oi, oj) in self._tiles(y.shape[2], y.shape[3]):
+        tiles = list(self._tiles(y.shape[2], y.shape[3]))
+        for (ci, cj), (oi, oj) in tiles:
             x_hat = transforms.synthesis(y[:, :, oi, oj] * inverse_gain)[0]
             r0, c0 = (ci.start - oi.start) * s, (cj.start - oj.start) * s
             top, left = ci.start * s, cj.start * s
             bottom, right = min(H, ci.stop * s), min(W, cj.stop * s)
             block = x_hat[:, r0 : r0 + bottom - top, c0 : c0 + right - left]
             out[top:bottom, left:right] = np.rint(np.clip(block, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
+        if len(tiles) > 1:
+            transforms.release()
         return out
 
     @staticmethod

@@ -22,6 +22,8 @@ integer network is its rounding, built when the model file is written.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -54,6 +56,27 @@ def _set(parameter, values: np.ndarray) -> None:
 
     with torch.no_grad():
         parameter.copy_(torch.from_numpy(values))
+
+
+def run_bands(job: Callable[[int], None], starts: range) -> None:
+    """``job(start)`` for every band, on worker threads (one per core, or ``--threads``) when there are several.
+
+    Bands write disjoint parts of the output, and the arithmetic is exact, so the result
+    cannot depend on the order.  numpy releases the GIL in the products and element-wise
+    work; one band per core beat one band at a time with OpenBLAS's threads (24 MP
+    hyper-synthesis: 2.0 s against 3.3 s on two cores).
+    """
+    from .cpu import usable_cores
+    from .engine import settings
+
+    workers = min(len(starts), settings.threads or usable_cores())
+    if workers <= 1:
+        for start in starts:
+            job(start)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="aecompress-bands") as pool:
+        for _ in pool.map(job, starts):
+            pass
 
 
 @dataclass
@@ -169,16 +192,19 @@ class IntegerHyperSynthesis(IntegerLayers):
         h = z_hat.shape[1]
         mean = np.empty((self.mean_channels, height, width), np.float32)
         index = np.empty((self.mean_channels, height, width), np.uint8)
-        for top in range(0, h, band):
+
+        def one_band(top: int) -> None:
             lo, hi = max(0, top - HALO), min(h, top + band + HALO)
             rows = slice(4 * top, min(height, 4 * (top + band)))  # output rows of this band
             n = rows.stop - rows.start
             if n <= 0:
-                continue
+                return
             m, s = self._forward(np.asarray(z_hat[:, lo:hi], np.float64))
             r0 = 4 * (top - lo)
             mean[:, rows] = m[:, r0 : r0 + n, :width]
             index[:, rows] = scale_index_from_q8(s[:, r0 : r0 + n, :width].astype(np.int64))
+
+        run_bands(one_band, range(0, h, band))
         return mean, index
 
     def _forward(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,7 +332,7 @@ class IntegerContext(IntegerLayers):
         if np.any(self.weights[0][:, :, ~taps]):
             raise FormatError("integer context looks at symbols the decoder does not have yet")
 
-    def __call__(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray, band: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, residual: np.ndarray, mean: np.ndarray, index: np.ndarray, band: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """Means and table indices of the non-anchors, from the anchors' residuals and the hyperprior's estimates.
 
         ``residual`` (M, h, w) integers, read at the anchors only; ``mean`` (float32) and
@@ -320,11 +346,12 @@ class IntegerContext(IntegerLayers):
         starts = np.concatenate([[0], np.cumsum(non_anchor.sum(axis=1))])  # where each row's non-anchors start
         new_mean = np.empty((M, int(starts[-1])), np.float32)
         new_index = np.empty((M, int(starts[-1])), np.uint8)
-        for top in range(0, h, band):
+
+        def one_band(top: int) -> None:
             lo, hi = max(0, top - CONTEXT_HALO), min(h, top + band + CONTEXT_HALO)
             rows, cols = np.nonzero(non_anchor[top : min(h, top + band)])  # row-major, as the output
             if rows.size == 0:
-                continue
+                return
             rows = rows + top
             out = slice(int(starts[top]), int(starts[min(h, top + band)]))
             anchors = _anchors_q8(residual[:, lo:hi], mean[:, lo:hi], ~non_anchor[lo:hi])
@@ -333,6 +360,8 @@ class IntegerContext(IntegerLayers):
             delta_mean, delta_q8 = self._forward(anchors.astype(np.float64), base_q8.astype(np.float64), rows - lo, cols)
             new_mean[:, out] = (base_mean.astype(np.float64) + delta_mean).astype(np.float32)
             new_index[:, out] = scale_index_from_q8(base_q8[1] + delta_q8.astype(np.int64))
+
+        run_bands(one_band, range(0, h, band))
         return new_mean, new_index
 
     @cached_property
@@ -471,11 +500,14 @@ class IntegerChannelContext:
         net = self.nets[group - 1]
         new_mean = np.empty(mean.shape, np.float32)
         new_index = np.empty(index.shape, np.uint8)
-        for start in range(0, mean.shape[1], POSITIONS_PER_PRODUCT):
+
+        def one_chunk(start: int) -> None:
             part = slice(start, start + POSITIONS_PER_PRODUCT)
             base_q8 = np.concatenate([mean_q8(mean[:, part]), index_log_scale_q8(index[:, part])])
             x = np.concatenate([before_q8[:, part], base_q8]).astype(np.float64)
             delta_mean, delta_q8 = net.forward(x)
             new_mean[:, part] = (mean[:, part].astype(np.float64) + delta_mean).astype(np.float32)
             new_index[:, part] = scale_index_from_q8(base_q8[mean.shape[0] :] + delta_q8.astype(np.int64))
+
+        run_bands(one_chunk, range(0, mean.shape[1], POSITIONS_PER_PRODUCT))
         return new_mean, new_index

@@ -29,6 +29,9 @@ class Transforms(Protocol):
     def hyper_analysis(self, y: np.ndarray) -> np.ndarray:
         """Gained latent (1, M, h, w) → hyper-latent z (1, Nz, h/4, w/4), before rounding."""
 
+    def release(self) -> None:
+        """Return memory kept for the next run to the system (after the last tile of a large image)."""
+
 
 class TorchTransforms:
     """The model's torch networks; ``precision`` "bf16" runs the analysis under bf16 autocast (the encoder's choice)."""
@@ -56,3 +59,6 @@ class TorchTransforms:
         torch = self.torch
         with torch.inference_mode():
             return self.net.h_a(torch.from_numpy(np.ascontiguousarray(y))).numpy()
+
+    def release(self) -> None:
+        """Nothing to do: torch's CPU allocator returns large blocks when they are freed."""

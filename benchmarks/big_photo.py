@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line sets it (aecompress/cli/__init__.py)
+
+import numpy as np  # noqa: E402
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent

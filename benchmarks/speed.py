@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -28,9 +29,11 @@ import time
 import types
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the command line sets it (aecompress/cli/__init__.py)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = (128, 192)  # CompressAI's bmshj2018-factorized at qualities 6-8: the speed target's yardstick

@@ -146,17 +146,21 @@ def check_damaged_payload(codec, seed: bytes, data, versions: list[int]) -> None
 
 
 def across_thread_counts(fn, counts=(1, 2, 3)) -> list:
-    """``fn()`` under each torch thread count in turn (the count is restored after): for determinism tests."""
+    """``fn()`` under each thread count in turn, torch's and the integer networks' bands' (restored after): for determinism tests."""
     import torch
 
-    before = torch.get_num_threads()
+    from aecompress.engine import settings
+
+    before = torch.get_num_threads(), settings.threads
     results = []
     try:
         for threads in counts:
             torch.set_num_threads(threads)
+            settings.threads = threads
             results.append(fn())
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before[0])
+        settings.threads = before[1]
     return results
 
 

@@ -182,3 +182,18 @@ def test_a_bad_device_is_a_usage_error_in_one_line_for_every_command_that_has_de
         line = assert_one_line_failure(run(command, *args, "--device", "tpu", timeout=QUICK_REFUSAL), code=2)
         assert line == "aecompress: error: --device tpu: not a device (use auto, cpu, cuda or cuda:N)", (command, line)
     assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_the_default_margin_covers_the_receptive_fields(tiny_model, engine, monkeypatch):
+    """Tiles of 64 pixels with the default margin: the same symbols (float rounding aside) and, decoding one file, pixels within one level."""
+    monkeypatch.setenv("AECOMPRESS_ENGINE", engine)
+    model = load_model(tiny_model)
+    picture = read_image(SAMPLE_PHOTO.read_bytes())
+    whole, tiled = Codec(model, tile=4096), Codec(model, tile=64)
+    assert tiled.margin == 32
+    symbols = [c.decode_symbols(c.encode(picture, 3, reconstruct=False).data)["y"] for c in (whole, tiled)]
+    assert np.mean(symbols[0] != symbols[1]) < 1e-3
+    data = whole.encode(picture, 3, reconstruct=False).data
+    a, b = (c.decode(data).picture.color.astype(int) for c in (whole, tiled))
+    assert np.abs(a - b).max() <= 1

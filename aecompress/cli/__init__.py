@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-# OpenBLAS (numpy's matrix products: the integer networks) keeps its threads spinning for
-# about 0.1 s after each product, on the cores ONNX Runtime needs next; a short spin made
-# a 12-image encode and decode 10% faster.  Only takes effect before numpy is imported.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# The integer networks run their bands on a thread per core (``integer.run_bands``); OpenBLAS's
+# own threads, under them, made them slower (24 MP hyper-synthesis 2.6 s, against 1.8 s with
+# one), and kept spinning after each product on the cores ONNX Runtime needed next.  Only
+# takes effect before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from . import decode, demo, encode, eval, info, models, score, train  # noqa: F401  (each registers its command)
 from .app import CliError, main
