@@ -9,11 +9,14 @@ to within float32 rounding:
 - each 5×5 stride-2 transposed convolution of the synthesis becomes a 3×3 convolution
   producing the four output phases, then DepthToSpace (ONNX Runtime's ConvTranspose
   took 1.4× as long on CPU);
-- subnormal results are flushed to zero (``session.set_denormal_as_zero``), as the
-  command line does for torch: with subnormals the synthesis took 7× as long.  ONNX
-  Runtime sets that mode on the thread that builds and runs an inference graph, where it
-  would stay set (numpy and every library in the process would then lose subnormals), so
-  the graphs are built and run on a thread of their own.
+- GDN's γ entries below ``GAMMA_FLOOR`` are zero in the graphs: trained γ reaches
+  subnormals, and with them the synthesis took 7× as long.  Subnormal results are also
+  flushed to zero (``session.set_denormal_as_zero``), as the command line does for torch,
+  but ONNX Runtime sets that mode once per process, on the thread that builds the first
+  session (and on its own pool threads), where it would stay set (numpy and every library
+  in the process would then lose subnormals).  So the graphs are built and run on a thread
+  of their own; the floor keeps a second set of sessions (another model in the same
+  process) as fast as the first, which ran 3–4× slower without it.
 
 Pixels then match the torch engine's to within one level (the promise across machines,
 docs/FORMAT.md); the symbols a file decodes to never depend on the engine.
@@ -36,6 +39,10 @@ if TYPE_CHECKING:
 OPSET = 17
 IR_VERSION = 8  # readable by every ONNX Runtime since 1.10
 FLOAT = 1  # TensorProto.FLOAT, TypeProto.Tensor.elem_type
+# GDN's γ entries below this are zero in the graphs.  Trained γ has many entries far below it
+# (down to subnormals, where x86 multiplies ~100× slower): next to β ≥ 1e-6 and with |x| < 2^20,
+# such a term is under 2^-24 of the sum, so dropping them leaves float32 results as they were.
+GAMMA_FLOOR = 1e-20
 _INT, _STRING, _INTS = 2, 3, 7  # AttributeProto.type
 
 
@@ -137,6 +144,7 @@ class _Graph:
         """x / (β + γ·|x|), or x · (β + γ·|x|): ``model.GDN`` with its β and γ computed as torch does, in float32."""
         beta = np.square(self.weights[f"{prefix}.beta_raw"]) + np.float32(1e-6)
         gamma = np.square(self.weights[f"{prefix}.gamma_raw"])[:, :, None, None]
+        gamma[gamma < GAMMA_FLOOR] = 0  # see GAMMA_FLOOR
         x = self.last
         self.add("Abs")
         norm = self.add("Conv", self.constant(gamma), self.constant(beta), kernel_shape=[1, 1])

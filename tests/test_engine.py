@@ -71,3 +71,22 @@ def test_each_engine_decodes_the_others_files_within_one_level(photo, tmp_path, 
 def test_an_unknown_engine_is_a_one_line_error(photo, tmp_path):
     line = assert_one_line_failure(run("encode", photo, "-o", tmp_path / "x.aec", env=_with_engine("gpu")))
     assert "AECOMPRESS_ENGINE" in line and "onnx" in line and not (tmp_path / "x.aec").exists()
+
+
+def test_gdn_terms_below_the_floor_change_no_output(monkeypatch):
+    """Trained γ reaches subnormals (~100× slower to multiply on x86); zeroing γ below GAMMA_FLOOR must leave every float as it was."""
+    from aecompress import onnxrt
+    from aecompress.codec import load_model
+
+    model = load_model(None)
+    gammas = [np.square(np.asarray(v, np.float32)) for k, v in model.weights.items() if k.endswith("gamma_raw")]
+    assert sum(int(np.sum((g > 0) & (g < onnxrt.GAMMA_FLOOR))) for g in gammas) > 100  # the floor has work to do
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 2, (1, model.preset.M, 20, 24)).round().astype(np.float32)
+    x = rng.random((1, 3, 128, 160)).astype(np.float32)
+    floored = onnxrt.OnnxTransforms(model, 1)
+    expected = floored.synthesis(y), floored.analysis(x)
+    monkeypatch.setattr(onnxrt, "GAMMA_FLOOR", 0.0)
+    exact = onnxrt.OnnxTransforms(model, 1)
+    assert np.array_equal(exact.synthesis(y), expected[0])
+    assert np.array_equal(exact.analysis(x), expected[1])
