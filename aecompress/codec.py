@@ -175,6 +175,23 @@ class Codec:
         self.latent_coder: LatentCoder = coder_class(model.preset.entropy)(model)
 
     @property
+    def has_lanes(self) -> bool:
+        """Whether ``lane`` can make codecs that code one image per core: not where the
+        transforms are torch's (its threads belong to the process), nor in bf16."""
+        from .onnxrt import OnnxTransforms
+
+        return isinstance(self.transforms, OnnxTransforms) and self.precision != "bf16"
+
+    def lane(self) -> Codec:
+        """A codec for one of several images coded at once, one per core: the same model and
+        settings, its transforms on one thread (see ``has_lanes``)."""
+        from .onnxrt import OnnxTransforms
+
+        if not self.has_lanes:
+            raise ValueError("this codec's transforms cannot run as one of several")
+        return Codec(self.model, self.max_pixels, self.tile, self.margin, self.precision, transforms=OnnxTransforms(self.model, 1))
+
+    @property
     def net(self):
         """The model's torch network (built on first use: encoder effort, bit estimates)."""
         return self.model.net

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,19 @@ class Settings:
 
 
 settings = Settings()
+_this_thread = threading.local()
+
+
+def threads_here() -> int:
+    """Threads the work on this thread may use: one in a batch's lane (``one_thread_here``), else --threads or every core."""
+    from .cpu import usable_cores
+
+    return getattr(_this_thread, "threads", None) or settings.threads or usable_cores()
+
+
+def one_thread_here() -> None:
+    """Mark this thread as one lane of several (a batch coding one image per core): its work stays on it."""
+    _this_thread.threads = 1
 
 
 def configure(threads: int | None = None, flush_subnormals: bool | None = None) -> None:

@@ -207,9 +207,10 @@ def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     """Picture → bytes of an image file in Pillow format ``fmt`` (lossless where the format is)."""
     notes = []
     if fmt == "PNG":
+        from .engine import threads_here
         from .png import write_png
 
-        return write_png(picture.pixels(), workers=_cores()), notes
+        return write_png(picture.pixels(), workers=threads_here()), notes
     im = picture.to_pil()
     if fmt in _NO_ALPHA and picture.alpha is not None:
         notes.append(f"{fmt} has no alpha channel: alpha dropped")
@@ -218,14 +219,6 @@ def encode_picture(picture: Picture, fmt: str) -> tuple[bytes, list[str]]:
     buffer = io.BytesIO()
     im.save(buffer, format=fmt, **options)
     return buffer.getvalue(), notes
-
-
-def _cores() -> int:
-    """Threads for PNG compression: the command line's --threads, else the cores this process may use."""
-    from .cpu import usable_cores
-    from .engine import settings
-
-    return settings.threads or usable_cores()
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm", ".pnm", ".gif", ".tga"}

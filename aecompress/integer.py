@@ -59,10 +59,9 @@ def _set(parameter, values: np.ndarray) -> None:
 
 
 def _workers() -> int:
-    from .cpu import usable_cores
-    from .engine import settings
+    from .engine import threads_here
 
-    return settings.threads or usable_cores()
+    return threads_here()
 
 
 def band_rows(rows: int, most: int, least: int = 1) -> int:

@@ -110,9 +110,7 @@ def main() -> None:
     if args.compressai_python:
         runs = [compressai_batch(args.compressai_python, images) for _ in range(args.runs)]
         total, work_alone = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        print(
-            f"\nCompressAI bmshj2018-factorized (N=128, M=192), one process: {total:.2f} s with start-up, {work_alone:.2f} s of work"
-        )
+        print(f"\nCompressAI bmshj2018-factorized (N=128, M=192), one process: {total:.2f} s with start-up, {work_alone:.2f} s of work")
         print(f"aecompress's batch (ONNX Runtime) against it: {total / totals['onnx']:.2f}x as fast")
     shutil.rmtree(work)
 

@@ -62,4 +62,3 @@ def test_what_it_refuses():
         write_png(np.zeros((2, 2, 5), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         write_png(np.zeros((0, 2, 3), np.uint8))
-

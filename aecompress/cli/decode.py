@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,8 @@ import click
 
 from ..bitstream import MAGIC
 from .app import Failure, main
-from .io import Outputs, display, expand_inputs, flush_subnormals, load_model, nothing_found, run_batch
+from .batch import LANE_PIXELS, run_batch
+from .io import Outputs, display, expand_inputs, flush_subnormals, load_model, nothing_found
 from .options import io_options, pixel_limit, set_threads
 from .report import Reporter, Totals, shown_output, timings_line
 
@@ -75,14 +77,19 @@ class _Codecs:
     max_pixels: int
     fixed: object | None = None
     by_id: dict = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # lanes ask at once: load each model once
 
     def for_file(self, name: str, data: bytes):
+        if self.fixed is not None:
+            return self.fixed
+        with self.lock:
+            return self._for_file(name, data)
+
+    def _for_file(self, name: str, data: bytes):
         from ..bitstream import ContainerError, read_header
         from ..codec import Codec, load_model
         from ..modelfile import ModelFileError
 
-        if self.fixed is not None:
-            return self.fixed
         try:
             model_id = read_header(data).model_id
         except ContainerError as exc:
@@ -97,8 +104,22 @@ class _Codecs:
 
 
 @dataclass
+class _Decoded:
+    """One file's work done, nothing written yet: what ``_Decoder.finish`` reports."""
+
+    decoded: object
+    image_bytes: bytes
+    notes: list
+    coding: float  # seconds of the decoding alone
+    seconds: float  # seconds of all the work so far (decoding, writing the image file's bytes)
+
+
+@dataclass
 class _Decoder:
-    """``work`` for run_batch: decode one file, write its image, report it and add it to the totals."""
+    """``work`` for run_batch: decode one file, write its image, report it and add it to the totals.
+
+    Small images of a batch may be computed on lanes (``batch.py``): each lane thread has,
+    for each model, a codec of its own whose transforms run on that one thread."""
 
     codecs: _Codecs
     default_fmt: str  # the image format of outputs without an extension to follow (stdout)
@@ -106,8 +127,28 @@ class _Decoder:
     outputs: Outputs
     reporter: Reporter
     totals: Totals
+    lane_codecs: threading.local = field(default_factory=threading.local)
 
     def __call__(self, name: str, data: bytes, target: str) -> None:
+        with self.reporter.ticking(f"decoding {display(name)}"):
+            done = self.compute(name, data, target, lane=False)
+        self.finish(name, data, target, done)
+
+    def lanes(self) -> int:
+        from ..engine import threads_here
+
+        return threads_here()
+
+    def fits_lane(self, name: str, data: bytes) -> bool:
+        from ..bitstream import ContainerError, read_header
+
+        try:
+            header = read_header(data)
+        except ContainerError:
+            return False  # the one-at-a-time path says what is wrong
+        return header.width * header.height <= LANE_PIXELS
+
+    def compute(self, name: str, data: bytes, target: str, lane: bool = True) -> _Decoded:
         from ..codec import DecodeError
         from ..images import encode_picture, format_for
 
@@ -115,10 +156,11 @@ class _Decoder:
         if not data:
             raise Failure(display(name), "empty file")
         codec = self.codecs.for_file(name, data)
+        if lane and codec.has_lanes:
+            codec = self._lane_codec(codec)
         coding = time.perf_counter()
         try:
-            with self.reporter.ticking(f"decoding {display(name)}"):
-                decoded = codec.decode(data)
+            decoded = codec.decode(data)
         except DecodeError as exc:
             raise Failure(display(name), _not_aec_reason(data, str(exc))) from None
         coding = time.perf_counter() - coding
@@ -126,17 +168,29 @@ class _Decoder:
         image_bytes, notes = encode_picture(decoded.picture, fmt_out)
         if fmt_out == "GIF":
             notes.append("GIF holds at most 256 colours: the image was reduced to a palette (use PNG for the exact pixels)")
-        for note in notes:
+        return _Decoded(decoded, image_bytes, notes, coding, time.perf_counter() - started)
+
+    def finish(self, name: str, data: bytes, target: str, done: _Decoded) -> None:
+        started = time.perf_counter()
+        for note in done.notes:
             self.reporter.warn(name, note)
-        self.outputs.write(name, target, image_bytes)
-        seconds = time.perf_counter() - started
-        record = _record(name, data, target, decoded, image_bytes, seconds)
-        record["coding_seconds"] = round(coding, 4)
+        self.outputs.write(name, target, done.image_bytes)
+        seconds = done.seconds + time.perf_counter() - started
+        decoded = done.decoded
+        record = _record(name, data, target, decoded, done.image_bytes, seconds)
+        record["coding_seconds"] = round(done.coding, 4)
         if self.verbose:
             record["timings"] = {k: round(v, 5) for k, v in decoded.timings.items()}
-        self.reporter.report(record, _line(record, decoded.header, coding))
+        self.reporter.report(record, _line(record, decoded.header, done.coding))
         self.reporter.detail(timings_line(decoded.timings))
-        self.totals.add(len(data), len(image_bytes), record["bpp"])
+        self.totals.add(len(data), len(done.image_bytes), record["bpp"])
+
+    def _lane_codec(self, codec):
+        """This lane thread's codec for ``codec``'s model."""
+        mine = self.lane_codecs.__dict__.setdefault("by_codec", {})
+        if id(codec) not in mine:
+            mine[id(codec)] = codec.lane()
+        return mine[id(codec)]
 
 
 def _record(name: str, data: bytes, target: str, decoded, image_bytes: bytes, seconds: float) -> dict:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
 from ..bitstream import MAGIC
 from ..quality import EFFORT_STEPS, MAX_EFFORT
 from .app import Failure, main, stderr, warning_line
-from .io import Outputs, display, expand_inputs, load_model, nothing_found, run_batch
+from .batch import LANE_PIXELS, run_batch
+from .io import Outputs, display, expand_inputs, load_model, nothing_found
 from .options import QualityType, SizeType, checked_quality, effort_option, io_options, pixel_limit, set_threads
 from .report import Reporter, Totals, fmt_psnr, json_number, shown_output, timings_line
 
@@ -144,8 +146,25 @@ def _target(size: int | None, bpp_value: float | None, psnr_value: float | None,
 
 
 @dataclass
+class _Encoded:
+    """One image's work done, nothing written yet: what ``_Encoder.finish`` reports."""
+
+    picture: object
+    result: object
+    chosen: int
+    tried: int
+    met: bool
+    quality_db: float | None
+    coding: float  # seconds of the encoding alone
+    seconds: float  # seconds of all the work so far (reading the image, encoding, measuring)
+
+
+@dataclass
 class _Encoder:
-    """``work`` for run_batch: encode one image, write it, report it and add it to the totals."""
+    """``work`` for run_batch: encode one image, write it, report it and add it to the totals.
+
+    Small images of a batch may be computed on lanes (``batch.py``): each lane thread has a
+    codec of its own whose transforms run on that one thread."""
 
     codec: object
     model_id: str
@@ -157,55 +176,77 @@ class _Encoder:
     outputs: Outputs
     reporter: Reporter
     totals: Totals
+    lane_codecs: threading.local = field(default_factory=threading.local)
 
     def __call__(self, name: str, data: bytes, target_path: str) -> None:
+        with self.reporter.ticking(f"encoding {display(name)}"):
+            done = self.compute(name, data, target_path, self.codec)
+        self.finish(name, data, target_path, done)
+
+    def lanes(self) -> int:
+        """Several images at once where the transforms can run on one thread each (not with -e: it runs torch)."""
+        from ..engine import threads_here
+
+        return threads_here() if not self.effort and self.codec.has_lanes else 1
+
+    def fits_lane(self, name: str, data: bytes) -> bool:
+        return _pixels_in(data) <= LANE_PIXELS
+
+    def compute(self, name: str, data: bytes, target_path: str, codec=None) -> _Encoded:
         from ..metrics import psnr
 
+        codec = codec or self._lane_codec()
         started = time.perf_counter()
-        picture = self._read(name, data)
+        picture = self._read(name, data, codec)
         coding = time.perf_counter()
-        with self.reporter.ticking(f"encoding {display(name)}"):
-            result, chosen, tried, met = self._code(name, picture)
+        result, chosen, tried, met = self._code(name, picture, codec)
         coding = time.perf_counter() - coding
+        quality_db = None if result.reconstruction is None else psnr(picture.color, result.reconstruction.color)
+        return _Encoded(picture, result, chosen, tried, met, quality_db, coding, time.perf_counter() - started)
+
+    def finish(self, name: str, data: bytes, target_path: str, done: _Encoded) -> None:
+        started = time.perf_counter()
+        for note in done.picture.warnings:
+            self.reporter.warn(name, note)
+        result = done.result
         self.outputs.write(name, target_path, result.data)
-        seconds = time.perf_counter() - started
-        quality_db = None
-        if result.reconstruction is not None:
-            quality_db = psnr(picture.color, result.reconstruction.color)
-        record = self._record(name, data, target_path, picture, result, chosen, quality_db, seconds)
-        record["coding_seconds"] = round(coding, 4)
+        seconds = done.seconds + time.perf_counter() - started
+        record = self._record(name, data, target_path, done.picture, result, done.chosen, done.quality_db, seconds)
+        record["coding_seconds"] = round(done.coding, 4)
         aim = ""
         if self.target is not None:
-            record["target"] = {**self.target.to_json(), "met": met, "tried": tried}
-            aim = f", target {self.target.describe()} {'met' if met else 'missed'} ({tried} qualities tried)"
-            if not met:
+            record["target"] = {**self.target.to_json(), "met": done.met, "tried": done.tried}
+            aim = f", target {self.target.describe()} {'met' if done.met else 'missed'} ({done.tried} qualities tried)"
+            if not done.met:
                 self.totals.missed += 1
-                self.reporter.warn(name, _missed_reason(self.target, chosen, len(result.data), quality_db))
+                self.reporter.warn(name, _missed_reason(self.target, done.chosen, len(result.data), done.quality_db))
         if self.verbose:
             record["timings"] = {k: round(v, 5) for k, v in result.timings.items()}
             record["payload_bytes"] = result.payload_bytes
             if result.estimated_bits is not None:
                 record["estimated_payload_bytes"] = round(result.estimated_bits / 8, 1)
-        self.reporter.report(record, _line(record, chosen, quality_db, aim, coding))
+        self.reporter.report(record, _line(record, done.chosen, done.quality_db, aim, done.coding))
         self.reporter.detail(
             timings_line(result.timings)
             + (f"; payload {result.payload_bytes} B vs model estimate {result.estimated_bits / 8:.0f} B" if result.estimated_bits else "")
         )
-        self.totals.add(len(data), len(result.data), record["bpp"], quality_db)
+        self.totals.add(len(data), len(result.data), record["bpp"], done.quality_db)
 
-    def _read(self, name: str, data: bytes):
+    def _lane_codec(self):
+        if getattr(self.lane_codecs, "codec", None) is None:
+            self.lane_codecs.codec = self.codec.lane()
+        return self.lane_codecs.codec
+
+    def _read(self, name: str, data: bytes, codec):
         from ..images import ImageError, read_image
 
         try:
-            picture = read_image(data, name, self.codec.max_pixels)
+            return read_image(data, name, codec.max_pixels)
         except ImageError as exc:
             reason = "already an aecompress file (decode it with `aecompress decode`)" if data[:4] == MAGIC else str(exc)
             raise Failure(display(name), reason) from None
-        for note in picture.warnings:
-            self.reporter.warn(name, note)
-        return picture
 
-    def _code(self, name: str, picture):
+    def _code(self, name: str, picture, codec):
         """The encoded file at -q, or at the quality the target chose: (result, hundredths, qualities tried, target met)."""
         from ..quality import format_quality
         from ..ratecontrol import choose
@@ -213,11 +254,11 @@ class _Encoder:
         try:
             if self.target is None:
                 q = self.quality
-                result = self.codec.encode(
+                result = codec.encode(
                     picture, format_quality(q), reconstruct=not self.no_psnr, estimate=self.verbose > 0, effort=self.effort
                 )
                 return result, q, 0, True
-            choice = choose(self.codec, picture, self.target, reconstruct=not self.no_psnr, effort=self.effort)
+            choice = choose(codec, picture, self.target, reconstruct=not self.no_psnr, effort=self.effort)
             return choice.encoded, choice.hundredths, choice.tried, choice.met
         except ValueError as exc:
             raise Failure(display(name), str(exc)) from None
@@ -245,6 +286,19 @@ class _Encoder:
             "seconds": round(seconds, 4),
             "model_id": self.model_id,
         }
+
+
+def _pixels_in(data: bytes) -> int:
+    """Width × height from the image's header (Pillow reads no pixels for it); a huge number where it cannot tell."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.width * im.height
+    except Exception:  # not an image, or a bomb: the one-at-a-time path says what is wrong
+        return 1 << 62
 
 
 def _line(record: dict, chosen: int, quality_db: float | None, aim: str, coding: float) -> str:

@@ -1,19 +1,18 @@
-"""Inputs and outputs shared by the commands: reading inputs and models, where outputs go, the batch runner."""
+"""Inputs and outputs shared by the commands: reading inputs and models, where outputs go."""
 
 from __future__ import annotations
 
 import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from .app import CliError, Failure, debugging, fail_line, first_line, note_line, stderr
+from .app import CliError, Failure, fail_line, note_line, stderr
 
 if TYPE_CHECKING:
-    from .report import Reporter
+    pass
 
 NO_IMAGES = "no images found (searched recursively for PNG, JPEG, WebP, TIFF, BMP, GIF…)"
 
@@ -285,37 +284,3 @@ def nothing_found(found: Inputs) -> None:
         for line in found.errors:
             stderr(line)
         sys.exit(1)
-
-
-def run_batch(inputs: Inputs | tuple[str, ...], outputs: Outputs, reporter: Reporter, work) -> int:
-    """Apply ``work(name, data, target)`` to each input; keep going after failures (and after folders that held none)."""
-    status = 0
-    if isinstance(inputs, Inputs):
-        for line in inputs.errors:
-            reporter.error(line)
-            status = 1
-        inputs = tuple(inputs.files)
-    for name in inputs:
-        try:
-            data = read_input(name)
-            target = outputs.target(name)
-            outputs.check(name, target)  # before the work: a re-run batch wastes no time
-            work(name, data, target)
-        except Failure as exc:
-            if debugging():
-                traceback.print_exc()
-            reporter.error(exc.line)
-            status = 1
-        except CliError:
-            raise  # the whole command fails, not this input
-        except KeyboardInterrupt:
-            reporter.close(None)
-            stderr("aecompress: interrupted")
-            sys.exit(130)
-        except Exception as exc:  # a bug or an unexpected library error: still one line
-            if debugging():
-                traceback.print_exc()
-            reporter.error(fail_line(display(name), f"{type(exc).__name__}: {first_line(exc)}"))
-            status = 1
-        reporter.bar.update(1)
-    return status

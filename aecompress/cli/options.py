@@ -32,6 +32,12 @@ def effort_option(help: str):
 
 
 threads_option = click.option("--threads", type=click.IntRange(1), help="CPU threads for the transforms (default: all cores).")
+_batch_threads_option = click.option(
+    "--threads",
+    type=click.IntRange(1),
+    help="CPU threads (default: all cores). In a batch, images of up to 4 MP get one each, that many at once; "
+    "larger images get them all.",
+)
 
 _IO_OPTIONS = [
     model_option,
@@ -43,7 +49,7 @@ _IO_OPTIONS = [
     click.option("-s", "--quiet", is_flag=True, help="No reports, only errors."),
     click.option("-v", "--verbose", count=True, help="More detail (timings, the model's bit estimate)."),
     max_pixels_option,
-    threads_option,
+    _batch_threads_option,
 ]
 
 

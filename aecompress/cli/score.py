@@ -9,7 +9,8 @@ import click
 
 from ..bitstream import MAGIC
 from .app import Failure, main, stderr
-from .io import Inputs, Outputs, display, expand_inputs, load_model, run_batch
+from .batch import run_batch
+from .io import Inputs, Outputs, display, expand_inputs, load_model
 from .options import QualityType, checked_quality, max_pixels_option, model_option, pixel_limit, set_threads, threads_option
 from .report import Reporter, json_number
 
