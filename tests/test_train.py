@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -13,9 +14,22 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
-from conftest import AECOMPRESS, REPO, SAMPLE_PHOTO, assert_one_line_failure, err_lines, gradient, gradient_folder, run, save_image
+from conftest import (
+    AECOMPRESS,
+    REPO,
+    SAMPLE_PHOTO,
+    assert_one_line_failure,
+    err_lines,
+    gradient,
+    gradient_folder,
+    psnr_numpy,
+    run,
+    save_image,
+)
+from PIL import Image
 
 FAST = ["--preset", "tiny", "--batch-size", "2", "--patch-size", "32"]
 
@@ -383,11 +397,34 @@ def test_a_model_far_from_usable_says_what_to_do(trained):
     warnings = [line for line in err_lines(trained.proc) if "far from usable" in line]
     assert len(warnings) == 1, trained.proc.stderr.decode()[-2000:]
     assert re.fullmatch(
-        r"aecompress: warning: this model is far from usable \([\d.]+ dB at [\d.]+ bpp at q3\); "
+        r"aecompress: warning: this model is far from usable \([\d.]+ dB at [\d.]+ bpp at q3"
+        r"(, where JPEG gives [\d.]+ dB at that rate on the same patches)?\); "
         r"train longer \(--time-budget 2h or more\) or fine-tune the shipped model \(--init default\)",
         warnings[0],
     ), warnings[0]
     assert info(trained.model)["training"]["held_out"]["psnr"] < 22
+
+
+def test_worse_than_jpeg_at_the_same_rate_is_far_from_usable():
+    """Above 22 dB is not enough: a model under JPEG's PSNR at its own rate, on the same patches, gets the warning."""
+    from aecompress.training.heldout import far_from_usable, jpeg_psnr_at
+
+    measured = {"patches": 8, "side": 128, "held_out_images": 0, "quality": 6, "bpp": 0.39, "psnr": 23.12}
+    assert far_from_usable({"held_out": {**measured, "jpeg_psnr": None}}) is None  # no reference: the floor alone
+    verdict = far_from_usable({"held_out": {**measured, "jpeg_psnr": 30.4}, "init": "default"})
+    assert verdict == (
+        "this model is far from usable (23.1 dB at 0.39 bpp at q6, where JPEG gives 30.4 dB at that rate on the same patches); "
+        "train longer (--time-budget 2h or more)"
+    )
+    assert far_from_usable({"held_out": {**measured, "psnr": 31.0, "jpeg_psnr": 30.4}}) is None
+    pixels = np.asarray(Image.open(SAMPLE_PHOTO).convert("RGB"))[:128, :256].copy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=50, optimize=True)
+    at_50 = 8 * buffer.tell() / pixels[..., 0].size
+    buffer.seek(0)
+    assert jpeg_psnr_at(pixels, at_50) == pytest.approx(psnr_numpy(pixels, np.asarray(Image.open(buffer))), abs=1e-9)
+    assert jpeg_psnr_at(pixels, at_50 * 0.8) < jpeg_psnr_at(pixels, at_50) < jpeg_psnr_at(pixels, at_50 * 1.25)
+    assert jpeg_psnr_at(pixels, 0.001) is None and jpeg_psnr_at(pixels, 40.0) is None  # outside JPEG's range
 
 
 def test_a_recipe_file_sets_the_run_and_the_command_line_overrides_it(data_dir, tmp_path):
@@ -498,7 +535,8 @@ def test_info_shows_the_measure_of_held_out_images_as_a_line(tmp_path):
     assert "{" not in text and "held_out" not in text, text
     lines = [line for line in text.splitlines() if line.startswith("  held out ")]
     assert len(lines) == 1, text
-    assert re.fullmatch(r"  held out +1 image not trained on, 8 patches of 128², q3: [\d.]+ bpp, [\d.]+ dB", lines[0]), lines[0]
+    line = r"  held out +1 image not trained on, 8 patches of 128², q3: [\d.]+ bpp, [\d.]+ dB( \(JPEG at that rate: [\d.]+ dB\))?"
+    assert re.fullmatch(line, lines[0]), lines[0]
 
 
 def test_info_says_when_the_measure_is_on_training_images(trained):

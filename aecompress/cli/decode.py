@@ -36,7 +36,8 @@ def decode(inputs, fmt, model, output, outdir, stdout, force, as_json, quiet, ve
     it, in folders too, never to x.png, which is usually the original image; -d DIR
     writes DIR/x.png and keeps a folder's subfolders (A/100/x.aec of A → DIR/100/x.png);
     stdin goes to stdout.  The time reported is the decoding alone, not reading,
-    writing the image file or loading the model.
+    writing the image file or loading the model; a batch decodes its images of up to
+    4 MP one per core, so their times overlap.
     """
     from ..codec import Codec
 

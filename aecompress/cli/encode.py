@@ -90,7 +90,8 @@ def encode(
     searched recursively, less the x.decoded.png that decode wrote there) or '-' for stdin.  Without -o/-d/-c, x.png is written to x.aec
     beside it, in folders too; -d DIR keeps a folder's subfolders (DCIM/100/x.jpg of DCIM
     → DIR/100/x.aec); stdin goes to stdout.  The time reported is the encoding alone (with
-    a target, every quality tried), not reading, writing or loading the model.
+    a target, every quality tried), not reading, writing or loading the model; a batch
+    encodes its images of up to 4 MP one per core, so their times overlap.
     Exit status: 0 done, 1 a failed input or output, 2 usage, 3 a --target-* missed
     (the closest file was written).
     """

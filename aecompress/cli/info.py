@@ -155,6 +155,8 @@ def _measured_line(measured) -> str | None:
         images = int(measured.get("held_out_images") or 0)
         patches = f"{measured['patches']} patches of {measured['side']}²"
         result = f"q{measured['quality']:g}: {float(measured['bpp']):.3f} bpp, {float(measured['psnr']):.2f} dB"
+        if measured.get("jpeg_psnr") is not None:
+            result += f" (JPEG at that rate: {float(measured['jpeg_psnr']):.2f} dB)"
     except (KeyError, TypeError, ValueError):  # a summary of another shape: still one line, never a raw dict
         return "  measured      " + ", ".join(f"{k} {v}" for k, v in measured.items() if not isinstance(v, (dict, list)))
     if images:

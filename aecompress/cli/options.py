@@ -35,8 +35,7 @@ threads_option = click.option("--threads", type=click.IntRange(1), help="CPU thr
 _batch_threads_option = click.option(
     "--threads",
     type=click.IntRange(1),
-    help="CPU threads (default: all cores). In a batch, images of up to 4 MP get one each, that many at once; "
-    "larger images get them all.",
+    help="CPU threads (default: all cores). In a batch, images of up to 4 MP get one each, that many at once; larger images get them all.",
 )
 
 _IO_OPTIONS = [

@@ -22,6 +22,7 @@ HOLD_OUT_FROM = 20  # images in the folder: below this, every image is trained o
 MAX_HELD_OUT = 8  # images held out at most (one per HOLD_OUT_FROM)
 PATCHES, SIDE, SEED = 8, 128, 0  # the measured patches: their number, side, and the seed that cuts them
 USABLE_PSNR, USABLE_BPP = 22.0, 2.0  # at the middle quality: a model below this PSNR or above this rate is far from usable
+JPEG_QUALITIES = (2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)  # the reference a usable model must beat
 
 
 def split(paths: list[Path], root: Path) -> tuple[list[Path], list[Path]]:
@@ -76,14 +77,42 @@ def measure(model_path: Path, patches: torch.Tensor, held_images: int) -> dict:
         originals.append(rgb)
         decoded.append(encoded.reconstruction.color)
     n, side = patches.shape[0], patches.shape[-1]
+    bpp = 8 * total / (n * side * side)
+    jpeg = jpeg_psnr_at(np.concatenate(originals), bpp)
     return {
         "patches": n,
         "side": side,
         "held_out_images": held_images,  # 0: the patches come from training images (too few images to hold any out)
         "quality": quality,
-        "bpp": round(8 * total / (n * side * side), 4),
+        "bpp": round(bpp, 4),
         "psnr": round(psnr(np.concatenate(originals), np.concatenate(decoded)), 2),
+        "jpeg_psnr": None if jpeg is None else round(jpeg, 2),  # JPEG at the same rate; None outside its range
     }
+
+
+def jpeg_psnr_at(pixels: np.ndarray, bpp: float) -> float | None:
+    """PSNR of Pillow's JPEG at ``bpp`` on ``pixels`` (uint8, H × W × 3: the patches stacked), interpolated
+    between qualities in log-rate; None where JPEG's range does not reach ``bpp``.
+
+    One image of all the patches (they are multiples of 16 on a side), so the JPEG header
+    costs its share once, as the model's file header does per patch (a few bytes)."""
+    import io
+
+    from PIL import Image
+
+    from ..metrics import psnr
+
+    points = []
+    for quality in JPEG_QUALITIES:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=quality, optimize=True)
+        rate = 8 * buffer.tell() / (pixels.shape[0] * pixels.shape[1])
+        with Image.open(buffer) as im:
+            points.append((rate, psnr(pixels, np.asarray(im.convert("RGB")))))
+    rates = np.log([r for r, _ in points])
+    if not rates[0] <= np.log(bpp) <= rates[-1]:
+        return None
+    return float(np.interp(np.log(bpp), rates, [q for _, q in points]))
 
 
 def summary_line(training: dict) -> str | None:
@@ -106,12 +135,20 @@ def summary_line(training: dict) -> str | None:
 def far_from_usable(training: dict) -> str | None:
     """What to expect and what to do when the measure is far from a usable codec; None when it is not."""
     measured = training.get("held_out")
-    if not isinstance(measured, dict) or (measured["psnr"] >= USABLE_PSNR and measured["bpp"] <= USABLE_BPP):
+    if not isinstance(measured, dict):
+        return None
+    jpeg = measured.get("jpeg_psnr")
+    below_jpeg = jpeg is not None and measured["psnr"] < jpeg
+    if not below_jpeg and measured["psnr"] >= USABLE_PSNR and measured["bpp"] <= USABLE_BPP:
         return None
     advice = "train longer (--time-budget 2h or more)"
     if not training.get("init"):
         advice += " or fine-tune the shipped model (--init default)"
-    return f"this model is far from usable ({measured['psnr']:.1f} dB at {measured['bpp']:.2f} bpp at q{measured['quality']}); {advice}"
+    reference = f", where JPEG gives {jpeg:.1f} dB at that rate on the same patches" if jpeg is not None else ""
+    return (
+        f"this model is far from usable ({measured['psnr']:.1f} dB at {measured['bpp']:.2f} bpp at q{measured['quality']}"
+        f"{reference}); {advice}"
+    )
 
 
 def _duration(seconds: float) -> str:
