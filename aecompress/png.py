@@ -1,9 +1,10 @@
-"""PNG writing for decoded images: twice as fast as Pillow's, and split across cores for big ones.
+"""PNG writing for decoded images: faster than Pillow's, and split across cores for big ones.
 
-Pillow chooses a filter for every row by trying all five; at ``compress_level=1`` that
-choice costs more than the compression itself (kodim23: 38 ms against 22 ms here, for
-a file 0.5% smaller here).  Decoded images are smooth, so one filter, Up (each row
-minus the row above), serves them well and is one numpy subtraction.
+Pillow chooses a filter for every row by trying them all; at ``compress_level=1`` that
+choice costs about as much as the compression (kodim23: 38 ms against 25 ms here, for a
+file 0.5% smaller here; a 24 MP image: 1.64 s against 0.39 s on two cores).  Decoded
+images are smooth, so one filter, Up (each row minus the row above), serves them well and
+is one numpy subtraction.
 
 A big image is compressed in bands, one zlib compressor per band on a thread of its
 own (zlib releases the GIL), each band ending on a byte boundary with a sync flush, as
