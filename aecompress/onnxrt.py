@@ -275,10 +275,14 @@ class OnnxTransforms:
         """Hand the arena's free memory back to the system: a tiny run that shrinks the arena when it ends."""
         import onnxruntime
 
+        if not self._sessions:
+            return
         options = onnxruntime.RunOptions()
         options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        tiny = np.zeros((1, self.model.preset.M, 1, 1), np.float32)  # every model has a synthesis
-        self._start().submit(self._run_here, "synthesis", tiny, options).result()
+        name = next(iter(self._sessions))  # one already built: the arena is shared
+        M = self.model.preset.M
+        tiny = {"analysis": (1, 3, 16, 16), "synthesis": (1, M, 1, 1), "hyper_analysis": (1, M, 4, 4)}[name]
+        self._start().submit(self._run_here, name, np.zeros(tiny, np.float32), options).result()
 
     def analysis(self, x: np.ndarray) -> np.ndarray:
         return self._run("analysis", x)
