@@ -136,9 +136,13 @@ class _Decoder:
         self.finish(name, data, target, done)
 
     def lanes(self) -> int:
-        from ..engine import threads_here
+        """Several files at once where their codecs will run ONNX Runtime (torch's threads are the process's)."""
+        from ..engine import chosen, threads_here
+        from ..onnxrt import available
 
-        return threads_here()
+        if self.codecs.fixed is not None:
+            return threads_here() if self.codecs.fixed.has_lanes else 1
+        return threads_here() if chosen() != "torch" and available() else 1
 
     def fits_lane(self, name: str, data: bytes) -> bool:
         from ..bitstream import ContainerError, read_header
