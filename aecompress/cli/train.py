@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from pathlib import Path
 
 import click
@@ -353,3 +354,18 @@ def train(data_dir, output, force, time_budget, checkpoint_every, lambdas, downs
         again += ["--checkpoint", checkpoint] if checkpoint else []  # the resumed run then writes the same checkpoint
         _after_training(Path(path), budget, steps, shlex.join(again))
         stderr(f"model written to {path}")
+    _end_a_rank()
+
+
+def _end_a_rank() -> None:
+    """Under torchrun, end the process here, skipping the interpreter's teardown.
+
+    torch keeps the process group of a DDP module alive after ``destroy_process_group``, and
+    gloo's threads, still running while the process exits, now and then abort it (SIGABRT:
+    the model and checkpoint are written, but torchrun reports a failure). Everything a rank
+    writes is closed by now: only the standard streams need flushing.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(0)
