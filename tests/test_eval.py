@@ -76,7 +76,7 @@ def test_eval_qualities_take_what_q_takes_and_rows_follow_quality(tiny_hp_model,
     proc = run("eval", folder, "-m", tiny_hp_model, "--baselines", "", "--no-ms-ssim", "--qualities", "3,1.5,2")
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     assert _model_rows(proc.stdout.decode()) == ["q1.5", "q2", "q3"]
-    data = json.loads(run("eval", folder, "-m", tiny_hp_model, "--baselines", "", "--no-ms-ssim", "--qualities", "2.25,1", "--json").stdout)
+    data = json.loads(run("eval", folder, "-m", tiny_hp_model, "--baselines", "", "--no-ms-ssim", "-q", "2.25,1", "--json").stdout)  # -q, as encode
     assert [p["setting"] for p in data["points"]] == [1, 2.25]
 
 

@@ -30,9 +30,10 @@ from .options import effort_option
 )
 @click.option("--no-model", is_flag=True, help="Evaluate the baselines only.")
 @click.option(
+    "-q",
     "--qualities",
     metavar="Q[,Q…]",
-    help="Model qualities to evaluate, as -q takes them: 1,4,8, or hundredths with hyperprior models (5.5); default: every level.",
+    help="Model qualities to evaluate, as encode -q takes them: 1,4,8, or hundredths with hyperprior models (5.5); default: every level.",
 )
 @effort_option("Encoder effort of the models' files, as encode -e takes it (far slower above 0).")
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (faster).")
@@ -143,14 +144,14 @@ def _wanted_qualities(qualities: str | None, models: dict) -> list[int | float] 
     try:
         hundredths = sorted({parse_quality(q) for q in qualities.split(",")})
     except ValueError as exc:
-        raise click.BadParameter(f"{qualities!r}: {exc}", param_hint="--qualities") from None
+        raise click.BadParameter(f"{qualities!r}: {exc}", param_hint="-q/--qualities") from None
     for name, loaded in models.items():
         codec = Codec(loaded)
         for h in hundredths:
             try:
                 codec.check_quality(format_quality(h))
             except ValueError as exc:
-                raise click.BadParameter(f"{name}: {exc}" if len(models) > 1 else str(exc), param_hint="--qualities") from None
+                raise click.BadParameter(f"{name}: {exc}" if len(models) > 1 else str(exc), param_hint="-q/--qualities") from None
     return [quality_value(h) for h in hundredths]
 
 
