@@ -470,7 +470,7 @@ class Codec:
             out = transforms.analysis(x)
             y[:, :, ci, cj] = out[:, :, ci.start - oi.start : ci.stop - oi.start, cj.start - oj.start : cj.stop - oj.start]
         if len(tiles) > 1:
-            transforms.release()  # the coding that follows needs the memory more (24 MP: 1.47 → ? GB)
+            transforms.release()  # else the arena keeps the tiles' peak through the coding that follows
         return y
 
     def _synthesize(self, y: np.ndarray, inverse_gain: np.ndarray, H: int, W: int) -> np.ndarray:

@@ -13,7 +13,7 @@ to within float32 rounding:
   subnormals, and with them the synthesis took 7× as long.  Subnormal results are also
   flushed to zero (``session.set_denormal_as_zero``), as the command line does for torch,
   but ONNX Runtime sets that mode once per process, on the thread that builds the first
-  inference session (and on its own pool threads), where it would stay set (numpy and
+  InferenceSession (and on its own pool threads), where it would stay set (numpy and
   every library in the process would then lose subnormals).  So the graphs are built and
   run on a thread of their own; the floor keeps a second model in the same process as
   fast as the first (3–4× slower without it).
@@ -210,7 +210,7 @@ _arena_shared = False
 
 
 def _share_one_arena(onnxruntime) -> None:
-    """Register, once per process, the CPU arena that inference sessions with ``use_env_allocators`` share."""
+    """Register, once per process, the CPU arena that InferenceSessions with ``use_env_allocators`` share."""
     global _arena_shared
     with _arena_lock:
         if not _arena_shared:
@@ -268,7 +268,7 @@ class OnnxTransforms:
         return self._start().submit(self._run_here, name, np.ascontiguousarray(x, np.float32)).result()
 
     def _run_here(self, name: str, x: np.ndarray, options=None) -> np.ndarray:
-        """On the runner thread: inference sessions are made and run there (the flush-to-zero mode stays with that thread)."""
+        """On the runner thread: InferenceSessions are made and run there (the flush-to-zero mode stays with that thread)."""
         return self._session(name).run(None, {"x": x}, options)[0]
 
     def release(self) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import click
 
 from .app import CliError, Failure, fail_line, note_line, stderr
-
-if TYPE_CHECKING:
-    pass
 
 NO_IMAGES = "no images found (searched recursively for PNG, JPEG, WebP, TIFF, BMP, GIF…)"
 
